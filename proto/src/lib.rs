@@ -1,0 +1,148 @@
+//! census.v1 wire protocol: the generated messages and services, plus what both ends
+//! need to agree on about records: kind names, volatile fields and fingerprints.
+#![allow(missing_debug_implementations)]
+
+pub mod v1 {
+    tonic::include_proto!("census.v1");
+}
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use v1::record::Body;
+
+/// Length in bytes of a record fingerprint (SHA-256).
+pub const FINGERPRINT_LEN: usize = 32;
+
+/// Default largest encoded census.v1 message either end accepts.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Every record kind this version of the protocol carries a body for.
+pub const KINDS: &[&str] = &["host", "process", "listening_port", "package", "kernel_module"];
+
+impl Body {
+    /// The kind name of this body, as used in `KindChanges.kind`, storage and the HTTP API.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Host(_) => "host",
+            Body::Process(_) => "process",
+            Body::ListeningPort(_) => "listening_port",
+            Body::Package(_) => "package",
+            Body::KernelModule(_) => "kernel_module",
+        }
+    }
+
+    /// The body with its volatile fields (those that change without the asset
+    /// changing: memory use, CPU time, reference counts) reset to their defaults.
+    pub fn canonical(&self) -> Body {
+        let mut body = self.clone();
+        match &mut body {
+            Body::Process(p) => {
+                p.state.clear();
+                p.threads = 0;
+                p.rss_bytes = 0;
+                p.cpu_time_ms = 0;
+            }
+            Body::KernelModule(m) => m.refcount = 0,
+            Body::Host(_) | Body::ListeningPort(_) | Body::Package(_) => {}
+        }
+        body
+    }
+
+    /// SHA-256 of the kind name and the protobuf encoding of [`Body::canonical`].
+    ///
+    /// The encoding is deterministic: prost writes fields in field-number order and
+    /// maps are generated as `BTreeMap`s.
+    pub fn fingerprint(&self) -> [u8; FINGERPRINT_LEN] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.kind().as_bytes());
+        hasher.update([0]);
+        let mut encoded = Vec::new();
+        self.canonical().encode(&mut encoded);
+        hasher.update(&encoded);
+        hasher.finalize().into()
+    }
+
+    /// The body's fields as a JSON object.
+    pub fn fields_json(&self) -> serde_json::Value {
+        let value = match self {
+            Body::Host(b) => serde_json::to_value(b),
+            Body::Process(b) => serde_json::to_value(b),
+            Body::ListeningPort(b) => serde_json::to_value(b),
+            Body::Package(b) => serde_json::to_value(b),
+            Body::KernelModule(b) => serde_json::to_value(b),
+        };
+        // Serializing plain structs of strings, numbers and lists cannot fail.
+        value.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1::{KernelModule, Process};
+    use super::*;
+
+    #[test]
+    fn volatile_fields_do_not_change_the_fingerprint() {
+        let a = Body::Process(Process {
+            pid: 7,
+            name: "sshd".into(),
+            rss_bytes: 1,
+            cpu_time_ms: 2,
+            state: "S".into(),
+            threads: 1,
+            ..Default::default()
+        });
+        let mut b = a.clone();
+        if let Body::Process(p) = &mut b {
+            p.rss_bytes = 99_999;
+            p.cpu_time_ms = 12_345;
+            p.state = "R".into();
+            p.threads = 8;
+        }
+        assert_eq!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn stable_fields_change_the_fingerprint() {
+        let a = Body::KernelModule(KernelModule { name: "ext4".into(), size: 1, ..Default::default() });
+        let b = Body::KernelModule(KernelModule { name: "ext4".into(), size: 2, ..Default::default() });
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let mut c = a.clone();
+        if let Body::KernelModule(m) = &mut c {
+            m.refcount = 40;
+        }
+        assert_eq!(a.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn same_fields_of_different_kinds_differ() {
+        let empty_host = Body::Host(Default::default());
+        let empty_package = Body::Package(Default::default());
+        assert_ne!(empty_host.fingerprint(), empty_package.fingerprint());
+    }
+
+    #[test]
+    fn every_kind_is_listed() {
+        let bodies = [
+            Body::Host(Default::default()),
+            Body::Process(Default::default()),
+            Body::ListeningPort(Default::default()),
+            Body::Package(Default::default()),
+            Body::KernelModule(Default::default()),
+        ];
+        let kinds: Vec<_> = bodies.iter().map(Body::kind).collect();
+        assert_eq!(kinds, KINDS);
+    }
+
+    #[test]
+    fn fields_render_as_a_json_object() {
+        let body = Body::KernelModule(KernelModule {
+            name: "nf_tables".into(),
+            used_by: vec!["nft_chain_nat".into()],
+            ..Default::default()
+        });
+        let json = body.fields_json();
+        assert_eq!(json["name"], "nf_tables");
+        assert_eq!(json["used_by"][0], "nft_chain_nat");
+    }
+}
