@@ -6,11 +6,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
-    let mut builder = tonic_prost_build::configure()
-.btree_map(".");
+    let mut builder = tonic_prost_build::configure().btree_map(".");
     // Record bodies render as the `fields` object of scan output and of the HTTP API.
-    for body in ["Host", "Process", "ListeningPort", "Package", "KernelModule"] {
-        builder = builder.type_attribute(format!(".census.v1.{body}"), "#[derive(serde::Serialize)]");
+    for body in [
+        "Host",
+        "Process",
+        "ListeningPort",
+        "Package",
+        "KernelModule",
+    ] {
+        builder =
+            builder.type_attribute(format!(".census.v1.{body}"), "#[derive(serde::Serialize)]");
     }
     builder.compile_fds(descriptors)?;
     Ok(())

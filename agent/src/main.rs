@@ -1,1 +1,187 @@
-fn main(){}
+//! census-agent command line: scan, run, bench.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use census_agent::collectors;
+use census_agent::root::HostRoot;
+use census_agent::scan::{Selection, scan};
+use census_agent::sync::{RunOptions, run};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "census-agent",
+    version,
+    about = "census node agent: inventories this host and streams it to a census collector"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inventory this host once and print it; no collector needed.
+    Scan {
+        /// Read the host filesystem mounted at this directory.
+        #[arg(long, default_value = "/")]
+        host_root: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Collect only these kinds (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
+    },
+    /// Scan every interval and stream changes to a collector.
+    Run {
+        /// Collector gRPC URL, e.g. http://127.0.0.1:7701.
+        #[arg(long)]
+        collector: String,
+        /// Seconds between scans.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+        /// Sync once and exit (non-zero when the collector did not ack everything).
+        #[arg(long)]
+        once: bool,
+        #[arg(long, default_value = "/var/lib/census-agent")]
+        state_dir: PathBuf,
+        #[arg(long, default_value = "/")]
+        host_root: PathBuf,
+        /// Node id; defaults to the host's machine-id.
+        #[arg(long)]
+        node_id: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
+    },
+    /// Time each collector over repeated scans and print the agent's peak RSS.
+    Bench {
+        #[arg(long, default_value = "/")]
+        host_root: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    init_tracing(default_level);
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("census-agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Scan {
+            host_root,
+            format,
+            only,
+        } => {
+            let collectors = collectors::registry();
+            let selection = Selection::new(only, &collectors).map_err(anyhow::Error::msg)?;
+            let scan = scan(&HostRoot::new(host_root), &collectors, &selection);
+            let mut out = std::io::stdout().lock();
+            match format {
+                Format::Json => census_agent::output::write_json(&scan, &mut out),
+                Format::Table => census_agent::output::write_table(&scan, &mut out),
+            }
+            .or_else(|error| match error.kind() {
+                // `census-agent scan | head` is not an error.
+                std::io::ErrorKind::BrokenPipe => Ok(()),
+                _ => Err(error),
+            })
+            .context("cannot write scan output")?;
+            let failed: Vec<_> = scan.failures().map(|(kind, _)| kind).collect();
+            if failed.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("census-agent: collectors failed: {}", failed.join(", "));
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Run {
+            collector,
+            interval,
+            once,
+            state_dir,
+            host_root,
+            node_id,
+            only,
+        } => {
+            let options = RunOptions {
+                collector,
+                interval: Duration::from_secs(interval),
+                once,
+                state_dir,
+                host_root,
+                node_id,
+                only,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                tokio::select! {
+                    result = run(options) => result.map_err(anyhow::Error::from),
+                    signal = shutdown_signal() => {
+                        tracing::info!(signal, "agent stopping");
+                        Ok(())
+                    }
+                }
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { host_root, runs } => {
+            print!(
+                "{}",
+                census_agent::bench::run(&HostRoot::new(host_root), runs)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+/// Logs to stderr; `CENSUS_LOG` (e.g. `debug` or `census_agent=debug,warn`) overrides the level.
+fn init_tracing(default_level: &str) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let spec = std::env::var("CENSUS_LOG").unwrap_or_else(|_| default_level.to_string());
+    let filter: Targets = spec
+        .parse()
+        .unwrap_or_else(|_| default_level.parse().unwrap_or_default());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+}

@@ -6,7 +6,6 @@ pub mod v1 {
     tonic::include_proto!("census.v1");
 }
 
-use prost::Message;
 use sha2::{Digest, Sha256};
 use v1::record::Body;
 
@@ -17,7 +16,13 @@ pub const FINGERPRINT_LEN: usize = 32;
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Every record kind this version of the protocol carries a body for.
-pub const KINDS: &[&str] = &["host", "process", "listening_port", "package", "kernel_module"];
+pub const KINDS: &[&str] = &[
+    "host",
+    "process",
+    "listening_port",
+    "package",
+    "kernel_module",
+];
 
 impl Body {
     /// The kind name of this body, as used in `KindChanges.kind`, storage and the HTTP API.
@@ -64,15 +69,24 @@ impl Body {
 
     /// The body's fields as a JSON object.
     pub fn fields_json(&self) -> serde_json::Value {
-        let value = match self {
-            Body::Host(b) => serde_json::to_value(b),
-            Body::Process(b) => serde_json::to_value(b),
-            Body::ListeningPort(b) => serde_json::to_value(b),
-            Body::Package(b) => serde_json::to_value(b),
-            Body::KernelModule(b) => serde_json::to_value(b),
-        };
         // Serializing plain structs of strings, numbers and lists cannot fail.
-        value.unwrap_or(serde_json::Value::Null)
+        serde_json::to_value(Fields(self)).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Serializes a record body as its fields alone, in declaration order.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a>(pub &'a Body);
+
+impl serde::Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Body::Host(b) => b.serialize(serializer),
+            Body::Process(b) => b.serialize(serializer),
+            Body::ListeningPort(b) => b.serialize(serializer),
+            Body::Package(b) => b.serialize(serializer),
+            Body::KernelModule(b) => b.serialize(serializer),
+        }
     }
 }
 
@@ -104,8 +118,16 @@ mod tests {
 
     #[test]
     fn stable_fields_change_the_fingerprint() {
-        let a = Body::KernelModule(KernelModule { name: "ext4".into(), size: 1, ..Default::default() });
-        let b = Body::KernelModule(KernelModule { name: "ext4".into(), size: 2, ..Default::default() });
+        let a = Body::KernelModule(KernelModule {
+            name: "ext4".into(),
+            size: 1,
+            ..Default::default()
+        });
+        let b = Body::KernelModule(KernelModule {
+            name: "ext4".into(),
+            size: 2,
+            ..Default::default()
+        });
         assert_ne!(a.fingerprint(), b.fingerprint());
         let mut c = a.clone();
         if let Body::KernelModule(m) = &mut c {

@@ -1,0 +1,60 @@
+//! Pure parsers for the host files the collectors read. Each takes the file's text
+//! and returns what it understood plus the lines it had to skip, so a malformed
+//! line costs one warning, never the whole file.
+pub mod dpkg;
+pub mod key_value;
+pub mod passwd;
+pub mod proc_modules;
+pub mod proc_net;
+
+/// The result of parsing a file: the items understood and the lines skipped.
+#[derive(Debug)]
+pub struct Parsed<T> {
+    pub items: Vec<T>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl<T> Default for Parsed<T> {
+    fn default() -> Self {
+        Parsed {
+            items: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+}
+
+impl<T> Parsed<T> {
+    pub(crate) fn skip(&mut self, line: usize, reason: impl Into<String>) {
+        self.skipped.push(Skipped {
+            line,
+            reason: reason.into(),
+        });
+    }
+
+    /// Logs one warning per skipped line, naming the file and the line, and returns the items.
+    pub fn warn_skipped(self, path: &std::path::Path) -> Vec<T> {
+        for skipped in &self.skipped {
+            tracing::warn!(
+                path = %path.display(),
+                line = skipped.line,
+                reason = %skipped.reason,
+                "skipped malformed input"
+            );
+        }
+        self.items
+    }
+}
+
+/// A line (1-based) a parser could not understand, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Lines of `text` numbered from 1, with a trailing `\r` (CRLF files) removed.
+pub(crate) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.strip_suffix('\r').unwrap_or(line)))
+}

@@ -1,0 +1,85 @@
+//! One inventory pass: runs the selected collectors in turn over a host root.
+use std::time::{Duration, Instant};
+
+use crate::collectors::{CollectError, Collector, Context, Observation};
+use crate::root::HostRoot;
+
+/// What one collector produced during a scan.
+#[derive(Debug)]
+pub struct KindScan {
+    pub kind: &'static str,
+    pub result: Result<Vec<Observation>, CollectError>,
+    pub elapsed: Duration,
+}
+
+/// The outcome of one scan.
+#[derive(Debug)]
+pub struct Scan {
+    /// Milliseconds since the Unix epoch when the scan started.
+    pub observed_at_ms: i64,
+    pub kinds: Vec<KindScan>,
+}
+
+impl Scan {
+    /// Kinds whose collector failed outright, with the error.
+    pub fn failures(&self) -> impl Iterator<Item = (&'static str, &CollectError)> {
+        self.kinds
+            .iter()
+            .filter_map(|k| k.result.as_ref().err().map(|e| (k.kind, e)))
+    }
+}
+
+/// Which kinds to collect: all of them, or the named subset (`--only`).
+#[derive(Debug, Clone, Default)]
+pub struct Selection(Option<Vec<String>>);
+
+impl Selection {
+    /// Checks `--only` names against the collectors there are.
+    pub fn new(
+        only: Option<Vec<String>>,
+        collectors: &[Box<dyn Collector>],
+    ) -> Result<Self, String> {
+        if let Some(names) = &only {
+            let known: Vec<&str> = collectors.iter().map(|c| c.kind()).collect();
+            if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+                return Err(format!(
+                    "unknown kind {unknown:?} in --only (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(Selection(only))
+    }
+
+    pub fn includes(&self, kind: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == kind))
+    }
+}
+
+/// Runs every selected collector once.
+pub fn scan(root: &HostRoot, collectors: &[Box<dyn Collector>], selection: &Selection) -> Scan {
+    let observed_at_ms = jiff::Timestamp::now().as_millisecond();
+    let ctx = Context::new(root.clone());
+    let kinds = collectors
+        .iter()
+        .filter(|c| selection.includes(c.kind()))
+        .map(|collector| {
+            let started = Instant::now();
+            let result = collector.collect(&ctx);
+            if let Err(error) = &result {
+                tracing::warn!(kind = collector.kind(), %error, "collector failed");
+            }
+            KindScan {
+                kind: collector.kind(),
+                result,
+                elapsed: started.elapsed(),
+            }
+        })
+        .collect();
+    Scan {
+        observed_at_ms,
+        kinds,
+    }
+}

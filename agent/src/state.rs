@@ -1,0 +1,144 @@
+//! The agent's state directory: its installation id and the last batch sequence
+//! number the collector acked.
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A state directory problem.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The directory or one of its files cannot be created, read or written.
+    #[error("state dir {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A state file holds something other than what the agent wrote there.
+    #[error("state file {} is corrupt: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating it, mode 0700) the state directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StateError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = dir.into();
+        let io_error = |source| StateError::Io {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_error)?;
+        let mode = std::fs::metadata(&dir)
+            .map_err(io_error)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %dir.display(), mode = format!("{:o}", mode & 0o777), "state dir is readable by others");
+        }
+        Ok(StateDir { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This agent installation's id, created on first use.
+    pub fn agent_id(&self) -> Result<String, StateError> {
+        let path = self.dir.join("agent-id");
+        match std::fs::read_to_string(&path) {
+            Ok(id) if is_hex_id(id.trim()) => return Ok(id.trim().to_string()),
+            Ok(id) => {
+                return Err(StateError::Corrupt {
+                    path,
+                    reason: format!("expected 32 hex digits, found {:?}", id.trim()),
+                });
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StateError::Io { path, source }),
+        }
+        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        self.write_atomic("agent-id", id.as_bytes())?;
+        Ok(id)
+    }
+
+    /// The highest batch seq the collector acked; 0 before the first ack.
+    pub fn last_acked_seq(&self) -> Result<u64, StateError> {
+        let path = self.dir.join("last-acked-seq");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map_err(|_| StateError::Corrupt {
+                path,
+                reason: format!("expected a number, found {:?}", text.trim()),
+            }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    pub fn set_last_acked_seq(&self, seq: u64) -> Result<(), StateError> {
+        self.write_atomic("last-acked-seq", seq.to_string().as_bytes())
+    }
+
+    /// Writes `name` via a temporary file, fsync and rename, so a crash leaves the old
+    /// or the new content, never a torn file.
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.dir.join(name);
+        let temporary = self.dir.join(format!(".{name}.tmp"));
+        let io_error = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::File::create(&temporary).map_err(io_error)?;
+        file.write_all(bytes).map_err(io_error)?;
+        file.sync_all().map_err(io_error)?;
+        std::fs::rename(&temporary, &path).map_err(io_error)?;
+        Ok(())
+    }
+}
+
+fn is_hex_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_id_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path().join("state")).unwrap();
+        let id = state.agent_id().unwrap();
+        assert!(is_hex_id(&id), "{id}");
+        assert_eq!(
+            StateDir::open(dir.path().join("state"))
+                .unwrap()
+                .agent_id()
+                .unwrap(),
+            id
+        );
+    }
+
+    #[test]
+    fn acked_seq_round_trips_and_corruption_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        assert_eq!(state.last_acked_seq().unwrap(), 0);
+        state.set_last_acked_seq(41).unwrap();
+        assert_eq!(state.last_acked_seq().unwrap(), 41);
+        std::fs::write(dir.path().join("last-acked-seq"), "forty-two").unwrap();
+        let error = state.last_acked_seq().unwrap_err().to_string();
+        assert!(
+            error.contains("last-acked-seq") && error.contains("forty-two"),
+            "{error}"
+        );
+    }
+}
