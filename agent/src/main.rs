@@ -181,7 +181,11 @@ fn init_tracing(default_level: &str) {
         .parse()
         .unwrap_or_else(|_| default_level.parse().unwrap_or_default());
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(filter)
         .init();
 }

@@ -244,6 +244,9 @@ async fn session(
         acked = Some(round.next);
         tracing::info!(snapshot, batches, changes, "sync round acked");
         if options.once {
+            // End the request stream and let the collector close its side.
+            drop(outbound);
+            let _ = timeout(Duration::from_secs(5), inbound.message()).await;
             return Ok(());
         }
         // Sleep out the interval, noticing at once if the collector goes away.

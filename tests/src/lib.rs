@@ -1,1 +1,252 @@
+//! Harness for census end-to-end tests: builds and starts the real binaries, talks to
+//! them over loopback, and cleans up (children are killed when dropped).
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail};
+
+/// Path of a workspace binary (`census-agent`, `census-collector`), built on first use
+/// with the same profile as the running test, so tests never run stale binaries.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile dir")
+            .to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "census-agent",
+            "-p",
+            "census-collector",
+        ]);
+        build.current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile != "debug" {
+            build.args(["--profile", profile]);
+        }
+        let status = build
+            .status()
+            .expect("cannot run cargo build for the census binaries");
+        assert!(
+            status.success(),
+            "cargo build of census-agent and census-collector failed"
+        );
+        profile_dir
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A child process killed (and reaped) on drop.
+#[derive(Debug)]
+pub struct Running {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A collector serving a fresh SQLite file on loopback ports the OS picked.
+#[derive(Debug)]
+pub struct Collector {
+    pub process: Running,
+    pub grpc: String,
+    pub http: String,
+    pub db: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Collector {
+    pub fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("census.db");
+        let mut child = Command::new(binary("census-collector"))
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--db",
+            ])
+            .arg(format!("sqlite:{}", db.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(
+                dir.path().join("collector.log"),
+            )?))
+            .spawn()
+            .context("cannot start census-collector")?;
+        let stdout = child.stdout.take().context("collector stdout")?;
+        let process = Running {
+            child,
+            name: "census-collector",
+        };
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|part| part.strip_prefix(name))
+                .map(str::to_string)
+                .with_context(|| {
+                    format!("collector printed {line:?}, expected 'listening grpc=.. http=..'")
+                })
+        };
+        let (grpc, http) = (field("grpc=")?, field("http=")?);
+        Ok(Collector {
+            process,
+            grpc,
+            http,
+            db,
+            _dir: dir,
+        })
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// GET a path of the HTTP API, parsed as JSON; non-2xx answers are errors.
+    pub fn get(&self, path_and_query: &str) -> Result<serde_json::Value> {
+        let url = format!("http://{}{path_and_query}", self.http);
+        let mut response = ureq::get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        Ok(response.body_mut().read_json()?)
+    }
+
+    /// Status code and body of a GET, whatever the status.
+    pub fn get_raw(&self, path_and_query: &str) -> Result<(u16, String)> {
+        let url = format!("http://{}{path_and_query}", self.http);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        Ok((
+            response.status().as_u16(),
+            response.body_mut().read_to_string()?,
+        ))
+    }
+
+    /// Live records of `kind` on `node`.
+    pub fn records(&self, node: &str, kind: &str) -> Result<Vec<serde_json::Value>> {
+        self.records_where(&format!("node={node}&kind={kind}&limit=10000"))
+    }
+
+    pub fn records_where(&self, query: &str) -> Result<Vec<serde_json::Value>> {
+        let body = self.get(&format!("/api/v1/records?{query}"))?;
+        Ok(body["records"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The collector's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("collector.log")).unwrap_or_default()
+    }
+}
+
+/// A unique node id for one test, so tests sharing a host never collide.
+pub fn node_id(test: &str) -> String {
+    format!(
+        "test-{test}-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    )
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) => last_error = Some(error),
+        }
+        if Instant::now() > deadline {
+            match last_error {
+                Some(error) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {error:#}")
+                }
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs `census-agent scan --format json` with extra arguments; returns the records
+/// and stderr. Fails unless the scan exits successfully.
+pub fn scan_json(args: &[&str]) -> Result<(Vec<serde_json::Value>, String)> {
+    let output = Command::new(binary("census-agent"))
+        .args(["scan", "--format", "json"])
+        .args(args)
+        .output()
+        .context("cannot run census-agent scan")?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!(
+            "census-agent scan {args:?} failed ({}): {stderr}",
+            output.status
+        );
+    }
+    let records = String::from_utf8(output.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<serde_json::Value>, _>>()
+        .context("scan output is not JSON lines")?;
+    Ok((records, stderr))
+}
+
+/// Output of a command that must succeed.
+pub fn command_output(program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program).args(args).output().with_context(|| {
+        format!("cannot run {program} (is it installed? tests/run installs it)")
+    })?;
+    if !output.status.success() {
+        bail!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}

@@ -1,0 +1,125 @@
+//! HTTP JSON API: health, nodes, and tagged records.
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::policy;
+use crate::store::{RecordQuery, Store, StoreError};
+
+/// Records returned when `limit` is not given, and the most one request may ask for.
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 10_000;
+
+pub fn router(store: Arc<dyn Store>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/records", get(records))
+        .fallback(not_found)
+        .with_state(store)
+}
+
+/// An API error: a status and a message, sent as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "store error");
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store error: {error}"),
+        )
+    }
+}
+
+async fn run<T: Send + 'static>(
+    store: Arc<dyn Store>,
+    work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || work(store.as_ref()))
+        .await
+        .map_err(|error| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store task failed: {error}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+async fn healthz(State(store): State<Arc<dyn Store>>) -> Result<&'static str, ApiError> {
+    run(store, |store| store.ping()).await?;
+    Ok("ok\n")
+}
+
+async fn nodes(State(store): State<Arc<dyn Store>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let nodes = run(store, |store| store.nodes()).await?;
+    Ok(Json(serde_json::json!({ "nodes": nodes })))
+}
+
+/// Query string of `GET /api/v1/records`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordParams {
+    /// Node id.
+    node: Option<String>,
+    /// Record kind, e.g. `process`.
+    kind: Option<String>,
+    /// Substring of the key or fields.
+    q: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+    /// Include records that left their node but are still retained.
+    #[serde(default)]
+    include_removed: bool,
+}
+
+async fn records(
+    State(store): State<Arc<dyn Store>>,
+    params: Result<Query<RecordParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) =
+        params.map_err(|rejection| ApiError(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    if let Some(kind) = &params.kind
+        && policy::category(kind).is_none()
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("unknown kind {kind:?}"),
+        ));
+    }
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    let query = RecordQuery {
+        node: params.node.filter(|n| !n.is_empty()),
+        kind: params.kind.filter(|k| !k.is_empty()),
+        q: params.q.filter(|q| !q.is_empty()),
+        limit,
+        offset: params.offset.unwrap_or(0),
+        include_removed: params.include_removed,
+    };
+    let records = run(store, move |store| store.records(&query)).await?;
+    Ok(Json(serde_json::json!({ "records": records })))
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "no such endpoint".into())
+}

@@ -1,0 +1,107 @@
+//! `census-collector serve`: the gRPC ingest and the HTTP API over one store.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use census_proto::MAX_MESSAGE_BYTES;
+use census_proto::v1::census_server::CensusServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::ingest::Ingest;
+use crate::store::{self, Store};
+
+/// How long open streams and requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// `sqlite:PATH`.
+    pub db: String,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("grpc server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("http server: {0}")]
+    Http(std::io::Error),
+}
+
+/// Serves until `shutdown` resolves. Prints one `listening grpc=ADDR http=ADDR` line on
+/// stdout once both ports accept connections (with port 0, the ports chosen).
+pub async fn serve(
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let store: Arc<dyn Store> = {
+        let db = options.db.clone();
+        tokio::task::spawn_blocking(move || store::open(&db))
+            .await
+            .map_err(|error| ServeError::Http(std::io::Error::other(error)))??
+            .into()
+    };
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    };
+    let grpc_listener = bind(options.grpc_addr).await?;
+    let http_listener = bind(options.http_addr).await?;
+    let grpc_addr = grpc_listener.local_addr().map_err(ServeError::Http)?;
+    let http_addr = http_listener.local_addr().map_err(ServeError::Http)?;
+
+    let (stop, stopped) = watch::channel(false);
+    let service = CensusServer::new(Ingest::new(store.clone(), stopped.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_nodelay(true)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            wait_stop(stopped.clone()),
+        );
+    let http = axum::serve(http_listener, crate::api::router(store))
+        .with_graceful_shutdown(wait_stop(stopped));
+
+    println!("listening grpc={grpc_addr} http={http_addr}");
+    tracing::info!(%grpc_addr, %http_addr, db = %options.db, "collector serving");
+
+    let grpc = tokio::spawn(grpc);
+    let http = tokio::spawn(async move { http.await });
+    shutdown.await;
+    tracing::info!("collector stopping");
+    let _ = stop.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, async { (grpc.await, http.await) }).await {
+        Ok((grpc, http)) => {
+            if let Ok(result) = grpc {
+                result?;
+            }
+            if let Ok(result) = http {
+                result.map_err(ServeError::Http)?;
+            }
+        }
+        Err(_) => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period")
+        }
+    }
+    Ok(())
+}
+
+async fn wait_stop(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}

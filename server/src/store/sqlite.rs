@@ -1,0 +1,589 @@
+//! The embedded store: one SQLite file in WAL mode, one writer connection (batches are
+//! single transactions) and one reader connection so queries never wait on ingest.
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    Applied, BatchApply, NodeHello, NodeSummary, RecordQuery, Store, StoreError, StoredRecord,
+    rfc3339,
+};
+
+/// Schema migrations; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: nodes and tagged records.
+    "CREATE TABLE nodes (
+        node_id          TEXT PRIMARY KEY,
+        hostname         TEXT NOT NULL,
+        agent_id         TEXT NOT NULL,
+        agent_version    TEXT NOT NULL,
+        first_seen       INTEGER NOT NULL,
+        last_seen        INTEGER NOT NULL,
+        last_applied_seq INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE TABLE records (
+        node_id         TEXT NOT NULL REFERENCES nodes (node_id),
+        kind            TEXT NOT NULL,
+        key             TEXT NOT NULL,
+        fingerprint     BLOB NOT NULL,
+        fields          TEXT NOT NULL,
+        observed_at     INTEGER NOT NULL,
+        seq             INTEGER NOT NULL,
+        removed_at      INTEGER,
+        category        TEXT NOT NULL CHECK (category IN ('asset_basic_data', 'console_configuration_data')),
+        policy          TEXT NOT NULL,
+        collected_at    INTEGER NOT NULL,
+        retain_until    INTEGER NOT NULL,
+        delete_by       INTEGER,
+        hosting_service TEXT NOT NULL,
+        legal_hold      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (node_id, kind, key)
+    ) STRICT;
+    CREATE INDEX records_delete_by ON records (delete_by) WHERE delete_by IS NOT NULL;
+    CREATE INDEX records_retain_until ON records (retain_until);",
+];
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: String,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &str) -> Result<Self, StoreError> {
+        let mut writer = connect(path)?;
+        migrate(&mut writer, path)?;
+        let reader = connect(path)?;
+        Ok(SqliteStore {
+            path: path.to_string(),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction half-applied
+        // (SQLite rolls back an uncommitted transaction), so the connection is usable.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn connect(path: &str) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    // Acks follow commits: FULL makes a commit durable before it returns.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_string(),
+            found: version,
+            supported,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+        tracing::info!(path, version = index + 1, "database migrated");
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn hello(&self, hello: &NodeHello, now_ms: i64) -> Result<u64, StoreError> {
+        let connection = self.writer();
+        let seq: i64 = connection.query_row(
+            "INSERT INTO nodes (node_id, hostname, agent_id, agent_version, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (node_id) DO UPDATE SET
+                hostname = excluded.hostname, agent_id = excluded.agent_id,
+                agent_version = excluded.agent_version, last_seen = excluded.last_seen
+             RETURNING last_applied_seq",
+            params![
+                hello.node_id,
+                hello.hostname,
+                hello.agent_id,
+                hello.agent_version,
+                now_ms
+            ],
+            |row| row.get(0),
+        )?;
+        Ok(seq as u64)
+    }
+
+    fn apply(&self, batch: &BatchApply) -> Result<Applied, StoreError> {
+        let mut connection = self.writer();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: i64 = transaction
+            .query_row(
+                "SELECT last_applied_seq FROM nodes WHERE node_id = ?1",
+                [&batch.node_id],
+                |row| row.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownNode(batch.node_id.clone()))?;
+        if batch.seq <= last as u64 {
+            return Ok(Applied {
+                duplicate: true,
+                ..Applied::default()
+            });
+        }
+        let seq = batch.seq as i64;
+        let mut applied = Applied::default();
+        {
+            let mut touch = transaction.prepare_cached(
+                "UPDATE records SET seq = ?1, observed_at = ?2
+                 WHERE node_id = ?3 AND kind = ?4 AND key = ?5 AND fingerprint = ?6 AND removed_at IS NULL",
+            )?;
+            let mut upsert = transaction.prepare_cached(
+                "INSERT INTO records (node_id, kind, key, fingerprint, fields, observed_at, seq, removed_at,
+                    category, policy, collected_at, retain_until, delete_by, hosting_service, legal_hold)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12, ?13, 0)
+                 ON CONFLICT (node_id, kind, key) DO UPDATE SET
+                    fingerprint = excluded.fingerprint, fields = excluded.fields,
+                    observed_at = excluded.observed_at, seq = excluded.seq, removed_at = NULL,
+                    category = excluded.category, policy = excluded.policy,
+                    collected_at = excluded.collected_at, retain_until = excluded.retain_until,
+                    delete_by = excluded.delete_by, hosting_service = excluded.hosting_service",
+            )?;
+            let mut remove = transaction.prepare_cached(
+                "UPDATE records SET removed_at = ?1, seq = ?2
+                 WHERE node_id = ?3 AND kind = ?4 AND key = ?5 AND removed_at IS NULL",
+            )?;
+            let mut sweep = transaction.prepare_cached(
+                "UPDATE records SET removed_at = ?1
+                 WHERE node_id = ?2 AND kind = ?3 AND removed_at IS NULL AND seq < ?4",
+            )?;
+            for kind in &batch.kinds {
+                for record in &kind.upserts {
+                    let touched = touch.execute(params![
+                        seq,
+                        record.observed_at_ms,
+                        batch.node_id,
+                        kind.kind,
+                        record.key,
+                        record.fingerprint
+                    ])?;
+                    if touched > 0 {
+                        applied.unchanged += 1;
+                        continue;
+                    }
+                    let tags = &record.tags;
+                    upsert.execute(params![
+                        batch.node_id,
+                        kind.kind,
+                        record.key,
+                        record.fingerprint,
+                        record.fields,
+                        record.observed_at_ms,
+                        seq,
+                        tags.category.as_str(),
+                        tags.policy,
+                        tags.collected_at.as_millisecond(),
+                        tags.retain_until.as_millisecond(),
+                        tags.delete_by.map(|t| t.as_millisecond()),
+                        tags.hosting_service,
+                    ])?;
+                    applied.upserted += 1;
+                }
+                for key in &kind.removes {
+                    applied.removed += remove.execute(params![
+                        batch.received_at_ms,
+                        seq,
+                        batch.node_id,
+                        kind.kind,
+                        key
+                    ])?;
+                }
+                if kind.complete_from_seq > 0 {
+                    applied.removed += sweep.execute(params![
+                        batch.received_at_ms,
+                        batch.node_id,
+                        kind.kind,
+                        kind.complete_from_seq as i64
+                    ])?;
+                }
+            }
+        }
+        transaction.execute(
+            "UPDATE nodes SET last_applied_seq = ?1, last_seen = ?2 WHERE node_id = ?3",
+            params![seq, batch.received_at_ms, batch.node_id],
+        )?;
+        transaction.commit()?;
+        Ok(applied)
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {
+        let connection = self.reader();
+        let transaction = connection.unchecked_transaction()?;
+        let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        {
+            let mut statement = transaction.prepare_cached(
+                "SELECT node_id, kind, count(*) FROM records WHERE removed_at IS NULL GROUP BY node_id, kind",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)?))
+            })?;
+            for row in rows {
+                let (node, kind, count): (String, String, i64) = row?;
+                counts.entry(node).or_default().insert(kind, count as u64);
+            }
+        }
+        let mut statement = transaction.prepare_cached(
+            "SELECT node_id, hostname, agent_id, agent_version, first_seen, last_seen, last_applied_seq
+             FROM nodes ORDER BY node_id",
+        )?;
+        let nodes = statement
+            .query_map([], |row| {
+                let id: String = row.get(0)?;
+                Ok(NodeSummary {
+                    record_counts: counts.remove(&id).unwrap_or_default(),
+                    id,
+                    hostname: row.get(1)?,
+                    agent_id: row.get(2)?,
+                    agent_version: row.get(3)?,
+                    first_seen: rfc3339(row.get(4)?),
+                    last_seen: rfc3339(row.get(5)?),
+                    last_applied_seq: row.get::<_, i64>(6)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(nodes)
+    }
+
+    fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
+        let connection = self.reader();
+        let pattern = query.q.as_ref().map(|q| format!("%{}%", escape_like(q)));
+        let mut statement = connection.prepare_cached(
+            "SELECT node_id, kind, key, fingerprint, fields, observed_at, category, policy, collected_at,
+                    retain_until, delete_by, hosting_service, legal_hold, removed_at
+             FROM records
+             WHERE (?1 IS NULL OR node_id = ?1)
+               AND (?2 IS NULL OR kind = ?2)
+               AND (?3 IS NULL OR key LIKE ?3 ESCAPE '\\' OR fields LIKE ?3 ESCAPE '\\')
+               AND (?4 OR removed_at IS NULL)
+             ORDER BY node_id, kind, key
+             LIMIT ?5 OFFSET ?6",
+        )?;
+        let rows = statement.query_map(
+            params![
+                query.node,
+                query.kind,
+                pattern,
+                query.include_removed,
+                query.limit,
+                query.offset
+            ],
+            |row| {
+                let fields: String = row.get(4)?;
+                Ok((
+                    fields,
+                    StoredRecord {
+                        node: row.get(0)?,
+                        kind: row.get(1)?,
+                        key: row.get(2)?,
+                        fingerprint: hex::encode(row.get::<_, Vec<u8>>(3)?),
+                        fields: serde_json::Value::Null,
+                        observed_at: rfc3339(row.get(5)?),
+                        category: row.get(6)?,
+                        policy: row.get(7)?,
+                        collected_at: rfc3339(row.get(8)?),
+                        retain_until: rfc3339(row.get(9)?),
+                        delete_by: row.get::<_, Option<i64>>(10)?.map(rfc3339),
+                        hosting_service: row.get(11)?,
+                        legal_hold: row.get(12)?,
+                        removed_at: row.get::<_, Option<i64>>(13)?.map(rfc3339),
+                    },
+                ))
+            },
+        )?;
+        rows.map(|row| {
+            let (fields, mut record) = row?;
+            record.fields = serde_json::from_str(&fields).map_err(|error| {
+                StoreError::Corrupt(format!("fields of {} {}: {error}", record.kind, record.key))
+            })?;
+            Ok(record)
+        })
+        .collect()
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.reader().query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+/// Escapes LIKE wildcards so `q` matches literally.
+fn escape_like(q: &str) -> String {
+    let mut escaped = String::with_capacity(q.len());
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy;
+    use crate::store::{KindApply, TaggedRecord};
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("census.db").to_str().unwrap()).unwrap();
+        let hello = NodeHello {
+            node_id: "n1".into(),
+            hostname: "web-1".into(),
+            agent_id: "a1".into(),
+            agent_version: "0.1.0".into(),
+        };
+        assert_eq!(store.hello(&hello, 0).unwrap(), 0);
+        (dir, store)
+    }
+
+    fn record(key: &str, fingerprint: u8, collected_ms: i64) -> TaggedRecord {
+        let collected = jiff::Timestamp::from_millisecond(collected_ms).unwrap();
+        TaggedRecord {
+            key: key.into(),
+            fingerprint: vec![fingerprint; 32],
+            fields: format!(r#"{{"name":"{key}","version":"{fingerprint}"}}"#),
+            observed_at_ms: collected_ms,
+            tags: policy::tag("package", collected, "node:n1").unwrap(),
+        }
+    }
+
+    fn batch(
+        seq: u64,
+        at_ms: i64,
+        upserts: Vec<TaggedRecord>,
+        removes: &[&str],
+        complete_from_seq: u64,
+    ) -> BatchApply {
+        BatchApply {
+            node_id: "n1".into(),
+            seq,
+            received_at_ms: at_ms,
+            kinds: vec![KindApply {
+                kind: "package".into(),
+                upserts,
+                removes: removes.iter().map(|k| k.to_string()).collect(),
+                complete_from_seq,
+            }],
+        }
+    }
+
+    fn live(store: &SqliteStore) -> Vec<(String, String, String)> {
+        let query = RecordQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        store
+            .records(&query)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.key,
+                    r.fields["version"].as_str().unwrap().to_string(),
+                    r.collected_at,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn upserts_are_idempotent_and_keep_tags_of_unchanged_records() {
+        let (_dir, store) = store();
+        let first = store
+            .apply(&batch(
+                1,
+                0,
+                vec![record("a", 1, 0), record("b", 1, 0)],
+                &[],
+                1,
+            ))
+            .unwrap();
+        assert_eq!((first.upserted, first.unchanged), (2, 0));
+        // Same batch again: a duplicate seq is acknowledged without effect.
+        assert!(
+            store
+                .apply(&batch(1, 0, vec![record("a", 9, 0)], &[], 0))
+                .unwrap()
+                .duplicate
+        );
+        // A later snapshot: a unchanged (collected_at kept), b changed (re-tagged).
+        let later = 5 * HOUR_MS;
+        let second = store
+            .apply(&batch(
+                2,
+                later,
+                vec![record("a", 1, later), record("b", 2, later)],
+                &[],
+                2,
+            ))
+            .unwrap();
+        assert_eq!(
+            (second.upserted, second.unchanged, second.removed),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            live(&store),
+            [
+                ("a".into(), "1".into(), rfc3339(0)),
+                ("b".into(), "2".into(), rfc3339(later)),
+            ]
+        );
+    }
+
+    #[test]
+    fn removes_and_sweeps_leave_records_retained_but_not_live() {
+        let (_dir, store) = store();
+        store
+            .apply(&batch(
+                1,
+                0,
+                vec![record("a", 1, 0), record("b", 1, 0), record("c", 1, 0)],
+                &[],
+                1,
+            ))
+            .unwrap();
+        let removed = store
+            .apply(&batch(2, HOUR_MS, vec![], &["a", "missing"], 0))
+            .unwrap();
+        assert_eq!(removed.removed, 1);
+        // A snapshot over seqs 3..=4 naming only c sweeps b.
+        store
+            .apply(&batch(3, 2 * HOUR_MS, vec![record("c", 1, 0)], &[], 0))
+            .unwrap();
+        let swept = store.apply(&batch(4, 2 * HOUR_MS, vec![], &[], 3)).unwrap();
+        assert_eq!(swept.removed, 1);
+        assert_eq!(
+            live(&store).into_iter().map(|r| r.0).collect::<Vec<_>>(),
+            ["c"]
+        );
+
+        let all = store
+            .records(&RecordQuery {
+                limit: 10,
+                include_removed: true,
+                ..Default::default()
+            })
+            .unwrap();
+        let a = all.iter().find(|r| r.key == "a").unwrap();
+        assert_eq!(a.removed_at.as_deref(), Some(rfc3339(HOUR_MS).as_str()));
+        assert_eq!(a.category, "asset_basic_data");
+        assert_eq!(
+            a.retain_until,
+            rfc3339(180 * 24 * HOUR_MS),
+            "removal keeps the retention floor"
+        );
+        // A record that comes back is live again.
+        store
+            .apply(&batch(
+                5,
+                3 * HOUR_MS,
+                vec![record("a", 1, 3 * HOUR_MS)],
+                &[],
+                0,
+            ))
+            .unwrap();
+        assert_eq!(live(&store).len(), 2);
+    }
+
+    #[test]
+    fn batches_for_unknown_nodes_store_nothing() {
+        let (_dir, store) = store();
+        let mut stray = batch(1, 0, vec![record("a", 1, 0)], &[], 0);
+        stray.node_id = "never-said-hello".into();
+        assert!(matches!(
+            store.apply(&stray),
+            Err(StoreError::UnknownNode(_))
+        ));
+        assert!(live(&store).is_empty());
+    }
+
+    #[test]
+    fn queries_filter_by_node_kind_and_literal_substring() {
+        let (_dir, store) = store();
+        store
+            .apply(&batch(
+                1,
+                0,
+                vec![
+                    record("openssl", 1, 0),
+                    record("libssl3", 1, 0),
+                    record("100%_x", 1, 0),
+                ],
+                &[],
+                1,
+            ))
+            .unwrap();
+        let find = |q: &str| {
+            let query = RecordQuery {
+                q: Some(q.into()),
+                kind: Some("package".into()),
+                node: Some("n1".into()),
+                limit: 10,
+                ..Default::default()
+            };
+            store
+                .records(&query)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.key)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(find("SSL"), ["libssl3", "openssl"]);
+        assert_eq!(find("%_"), ["100%_x"]);
+        assert_eq!(store.nodes().unwrap()[0].record_counts["package"], 3);
+        assert_eq!(store.nodes().unwrap()[0].last_applied_seq, 1);
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_refuses_newer_schemas() {
+        let (dir, store) = store();
+        store
+            .apply(&batch(1, 0, vec![record("a", 1, 0)], &[], 1))
+            .unwrap();
+        drop(store);
+        let path = dir.path().join("census.db");
+        let reopened = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(live(&reopened).len(), 1);
+        reopened
+            .writer()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        drop(reopened);
+        let error = SqliteStore::open(path.to_str().unwrap()).unwrap_err();
+        assert!(error.to_string().contains("schema version 99"), "{error}");
+    }
+}
