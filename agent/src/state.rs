@@ -37,12 +37,14 @@ impl StateDir {
             .mode(0o700)
             .create(&dir)
             .map_err(io_error)?;
+        // It holds the agent's identity (and later its credential): owner only.
         let mode = std::fs::metadata(&dir)
             .map_err(io_error)?
             .permissions()
             .mode();
         if mode & 0o077 != 0 {
-            tracing::warn!(path = %dir.display(), mode = format!("{:o}", mode & 0o777), "state dir is readable by others");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_error)?;
         }
         Ok(StateDir { dir })
     }
@@ -111,6 +113,16 @@ fn is_hex_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_dir_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        StateDir::open(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     #[test]
     fn agent_id_is_created_once_and_kept() {

@@ -20,11 +20,14 @@ use crate::store::{Applied, BatchApply, KindApply, NodeHello, Store, StoreError,
 /// Longest record key or node id accepted.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// Open streams by node id: the stream's id and the sender that ends it. A new stream
+/// for a node replaces (ends) the previous one, as after an agent restart.
+type OpenStreams = Arc<Mutex<HashMap<String, (u64, watch::Sender<bool>)>>>;
+
 /// The `Census` gRPC service.
 pub struct Ingest {
     store: Arc<dyn Store>,
-    /// Open streams by node: a new stream for a node replaces the old one.
-    streams: Arc<Mutex<HashMap<String, (u64, watch::Sender<bool>)>>>,
+    streams: OpenStreams,
     next_stream: std::sync::atomic::AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
@@ -78,7 +81,7 @@ impl Census for Ingest {
 
 struct StreamTask {
     store: Arc<dyn Store>,
-    streams: Arc<Mutex<HashMap<String, (u64, watch::Sender<bool>)>>>,
+    streams: OpenStreams,
     id: u64,
     shutdown: watch::Receiver<bool>,
     outbound: mpsc::Sender<Result<CollectorMessage, Status>>,
