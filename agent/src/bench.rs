@@ -94,13 +94,10 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// CPU time of the calling thread, from the first field (ns) of its schedstat.
+/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID).
 fn thread_cpu() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .map(Duration::from_nanos)
-        .unwrap_or_default()
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// The process's peak resident set size, e.g. "7.9 MiB".
@@ -115,4 +112,21 @@ pub fn peak_rss() -> Option<String> {
         .parse()
         .ok()?;
     Some(format!("{:.1} MiB", kib as f64 / 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_cpu_time_does_not_count_sleeping() {
+        let (wall, cpu) = (Instant::now(), thread_cpu());
+        std::thread::sleep(Duration::from_millis(50));
+        let slept_cpu = thread_cpu().saturating_sub(cpu);
+        assert!(wall.elapsed() >= Duration::from_millis(50));
+        assert!(
+            slept_cpu < Duration::from_millis(20),
+            "{slept_cpu:?} of CPU while sleeping"
+        );
+    }
 }

@@ -365,10 +365,19 @@ fn a_second_stream_for_a_node_replaces_the_first() -> Result<()> {
             .await?
             .into_inner();
         let welcome = first.message().await?;
-        ensure!(matches!(welcome, Some(CollectorMessage { message: Some(collector_message::Message::Welcome(_)) })));
+        ensure!(matches!(
+            welcome,
+            Some(CollectorMessage {
+                message: Some(collector_message::Message::Welcome(_))
+            })
+        ));
 
         // The agent restarts and opens a new stream before the old one timed out.
-        let (replies, status) = exchange(&collector, vec![hello(&node), batch(1, "kernel_module", &["ext4"])]).await?;
+        let (replies, status) = exchange(
+            &collector,
+            vec![hello(&node), batch(1, "kernel_module", &["ext4"])],
+        )
+        .await?;
         ensure!(status.is_none(), "second stream refused: {status:?}");
         ensure!(acked(&replies) == [1]);
 
@@ -378,7 +387,11 @@ fn a_second_stream_for_a_node_replaces_the_first() -> Result<()> {
             other => bail!("first stream still open: {other:?}"),
         };
         ensure!(status.code() == Code::Aborted, "{status:?}");
-        ensure!(status.message().contains("replaced"), "{}", status.message());
+        ensure!(
+            status.message().contains("replaced"),
+            "{}",
+            status.message()
+        );
         drop(first_sender);
         Ok(())
     })
