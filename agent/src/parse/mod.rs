@@ -58,3 +58,47 @@ pub(crate) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> 
         .enumerate()
         .map(|(i, line)| (i + 1, line.strip_suffix('\r').unwrap_or(line)))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    /// Text that looks enough like the real files to reach deep into the parsers:
+    /// fragments of each format glued with arbitrary characters.
+    fn host_file_text() -> impl Strategy<Value = String> {
+        let fragment = prop_oneof![
+            Just("Package: a\n".to_string()),
+            Just("Status: install ok installed\n".to_string()),
+            Just(" continuation\n".to_string()),
+            Just("\n".to_string()),
+            Just("0100007F:1F90 ".to_string()),
+            Just("0A ".to_string()),
+            Just("ext4 1 0 - Live 0x0 (OE)\n".to_string()),
+            Just("KEY=\"value\\".to_string()),
+            Just("root:x:0:0::/:/bin/sh\n".to_string()),
+            ".{0,12}",
+        ];
+        proptest::collection::vec(fragment, 0..40).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic_and_report_lines_that_exist(text in host_file_text()) {
+            let lines = text.lines().count().max(1);
+            let skipped: Vec<usize> = [
+                super::dpkg::parse_status(&text).skipped,
+                super::proc_net::parse(&text).skipped,
+                super::proc_modules::parse(&text).skipped,
+                super::key_value::parse(&text).skipped,
+                super::passwd::parse(&text).skipped,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|s| s.line)
+            .collect();
+            for line in skipped {
+                prop_assert!(line >= 1 && line <= lines, "line {} of {}", line, lines);
+            }
+        }
+    }
+}
