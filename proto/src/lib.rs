@@ -1,6 +1,5 @@
 //! census.v1 wire protocol: the generated messages and services, plus what both ends
 //! need to agree on about records: kind names, volatile fields and fingerprints.
-#![allow(missing_debug_implementations)]
 
 pub mod v1 {
     tonic::include_proto!("census.v1");

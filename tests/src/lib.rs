@@ -85,7 +85,7 @@ pub struct Collector {
     pub grpc: String,
     pub http: String,
     pub db: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Collector {
@@ -129,7 +129,7 @@ impl Collector {
             grpc,
             http,
             db,
-            _dir: dir,
+            dir,
         })
     }
 
@@ -175,7 +175,7 @@ impl Collector {
 
     /// The collector's log so far, for assertion messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("collector.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
     }
 }
 
