@@ -1,11 +1,17 @@
 //! Pure parsers for the host files the collectors read. Each takes the file's text
 //! and returns what it understood plus the lines it had to skip, so a malformed
 //! line costs one warning, never the whole file.
+pub mod cgroup;
+pub mod crontab;
 pub mod dpkg;
+pub mod group;
 pub mod key_value;
 pub mod passwd;
 pub mod proc_modules;
 pub mod proc_net;
+pub mod shadow;
+pub mod sudoers;
+pub mod systemd_unit;
 
 /// The result of parsing a file: the items understood and the lines skipped.
 #[derive(Debug)]
