@@ -1,11 +1,20 @@
 //! Pure parsers for the host files the collectors read. Each takes the file's text
 //! and returns what it understood plus the lines it had to skip, so a malformed
 //! line costs one warning, never the whole file.
+pub mod apache_conf;
+pub mod apk;
 pub mod dpkg;
+pub mod go_buildinfo;
+pub mod java_manifest;
+pub mod java_properties;
 pub mod key_value;
+pub mod nginx_conf;
+pub mod npm_package;
 pub mod passwd;
 pub mod proc_modules;
 pub mod proc_net;
+pub mod python_metadata;
+pub mod rpm_header;
 
 /// The result of parsing a file: the items understood and the lines skipped.
 #[derive(Debug)]
