@@ -1,14 +1,23 @@
 //! Pure parsers for the host files the collectors read. Each takes the file's text
 //! and returns what it understood plus the lines it had to skip, so a malformed
 //! line costs one warning, never the whole file.
+pub mod apache_conf;
+pub mod apk;
 pub mod cgroup;
 pub mod crontab;
 pub mod dpkg;
+pub mod go_buildinfo;
 pub mod group;
+pub mod java_manifest;
+pub mod java_properties;
 pub mod key_value;
+pub mod nginx_conf;
+pub mod npm_package;
 pub mod passwd;
 pub mod proc_modules;
 pub mod proc_net;
+pub mod python_metadata;
+pub mod rpm_header;
 pub mod shadow;
 pub mod sudoers;
 pub mod systemd_unit;
