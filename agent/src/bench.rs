@@ -3,8 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::collectors::{self, Context};
-use crate::root::HostRoot;
+use crate::scan::Scanner;
 
 /// Timings of one collector over all runs.
 #[derive(Debug, Default)]
@@ -15,15 +14,15 @@ struct Samples {
 }
 
 /// Scans `runs` times and returns the report.
-pub fn run(root: &HostRoot, runs: usize) -> String {
-    let collectors = collectors::registry();
+pub fn run(scanner: &Scanner, runs: usize) -> String {
+    let collectors = &scanner.collectors;
     let mut samples: Vec<(&str, Samples)> = collectors
         .iter()
         .map(|c| (c.kind(), Samples::default()))
         .collect();
     let mut totals = Samples::default();
     for _ in 0..runs.max(1) {
-        let ctx = Context::new(root.clone());
+        let ctx = scanner.context();
         let (scan_wall, scan_cpu) = (Instant::now(), thread_cpu());
         for (collector, (_, sample)) in collectors.iter().zip(samples.iter_mut()) {
             let (wall, cpu) = (Instant::now(), thread_cpu());
@@ -47,7 +46,7 @@ pub fn run(root: &HostRoot, runs: usize) -> String {
         report,
         "census-agent bench: {} runs over {} ({profile} build)\n",
         runs.max(1),
-        root.dir().display()
+        scanner.root.dir().display()
     );
     let _ = writeln!(
         report,

@@ -1,10 +1,12 @@
 //! census-agent: fingerprints a node's assets (host, processes, ports, packages,
 //! kernel modules, ...) and streams them to a census collector.
 pub mod bench;
+pub mod cache;
 pub mod collectors;
 pub mod delta;
 pub mod output;
 pub mod parse;
+pub mod redact;
 pub mod root;
 pub mod scan;
 pub mod state;

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use census_agent::collectors;
+use census_agent::redact::Redactor;
 use census_agent::root::HostRoot;
-use census_agent::scan::{Selection, scan};
+use census_agent::scan::Scanner;
 use census_agent::sync::{RunOptions, run};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -93,9 +93,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             format,
             only,
         } => {
-            let collectors = collectors::registry();
-            let selection = Selection::new(only, &collectors).map_err(anyhow::Error::msg)?;
-            let scan = scan(&HostRoot::new(host_root), &collectors, &selection);
+            let redactor = Redactor::ephemeral().context("cannot create a redaction key")?;
+            let scanner = Scanner::new(HostRoot::new(host_root), only, redactor)
+                .map_err(anyhow::Error::msg)?;
+            let scan = scanner.scan();
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => census_agent::output::write_json(&scan, &mut out),
@@ -149,10 +150,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { host_root, runs } => {
-            print!(
-                "{}",
-                census_agent::bench::run(&HostRoot::new(host_root), runs)
-            );
+            let redactor = Redactor::ephemeral().context("cannot create a redaction key")?;
+            let scanner = Scanner::new(HostRoot::new(host_root), None, redactor)
+                .map_err(anyhow::Error::msg)?;
+            print!("{}", census_agent::bench::run(&scanner, runs));
             Ok(ExitCode::SUCCESS)
         }
     }

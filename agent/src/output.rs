@@ -74,6 +74,8 @@ pub fn write_table(scan: &Scan, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
+const MIB: u64 = 1024 * 1024;
+
 fn details(observation: &Observation) -> String {
     let text = match &observation.body {
         Body::Host(h) => format!(
@@ -104,6 +106,50 @@ fn details(observation: &Observation) -> String {
             };
             format!("{} bytes{used_by}", m.size)
         }
+        Body::ResourceUsage(u) => format!(
+            "load {:.2} {:.2} {:.2} | memory {}/{} MiB | {} processes",
+            u.load_1,
+            u.load_5,
+            u.load_15,
+            u.memory_used_bytes / MIB,
+            u.memory_total_bytes / MIB,
+            u.process_count
+        ),
+        Body::Account(a) => format!(
+            "uid {} {} {} password {}{}",
+            a.uid,
+            a.home,
+            a.shell,
+            a.password_status,
+            if a.sudo_rules.is_empty() { "" } else { " sudo" }
+        ),
+        Body::Group(g) => format!("gid {} {}", g.gid, g.members.join(",")),
+        Body::Database(d) => format!(
+            "{} {} pid {} {}",
+            d.engine,
+            d.version,
+            d.pid,
+            d.listen.join(" ")
+        ),
+        Body::WebService(w) => format!(
+            "{} {} pid {} {}",
+            w.server,
+            w.version,
+            w.pid,
+            w.listen.join(" ")
+        ),
+        Body::WebFramework(f) => format!("{} {} ({})", f.name, f.version, f.package),
+        Body::WebSite(w) => format!(
+            "{} {} listen {} root {}",
+            w.server,
+            w.server_names.join(","),
+            w.listen.join(","),
+            w.root
+        ),
+        Body::WebApplication(a) => format!("{} {} {}", a.server, a.path, a.framework),
+        Body::StartupService(s) => format!("{} {}", s.state, s.exec_start),
+        Body::ScheduledTask(t) => format!("{} {} {}", t.schedule, t.user, t.command),
+        Body::EnvironmentVariable(e) => format!("{}={}", e.name, e.value),
     };
     clip(&text, 100)
 }

@@ -103,6 +103,39 @@ impl HostRoot {
         Ok(self.root.join(resolved.iter().collect::<PathBuf>()))
     }
 
+    /// Host paths matching `pattern`, whose components may hold `*` and `?` wildcards
+    /// (`/etc/nginx/sites-enabled/*`), sorted; a pattern without wildcards names itself
+    /// when it exists. Symlinks resolve inside the root.
+    pub fn glob(&self, pattern: impl AsRef<Path>) -> Vec<PathBuf> {
+        let mut matches = vec![PathBuf::from("/")];
+        for component in pattern.as_ref().components() {
+            let Component::Normal(part) = component else {
+                continue;
+            };
+            let part = part.to_string_lossy();
+            let mut next = Vec::new();
+            for base in matches {
+                if !part.contains(['*', '?']) {
+                    next.push(base.join(part.as_ref()));
+                    continue;
+                }
+                let Ok(entries) = self.resolve(&base).and_then(std::fs::read_dir) else {
+                    continue;
+                };
+                let mut names: Vec<String> = entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|name| !name.starts_with('.') && wildcard_match(&part, name))
+                    .collect();
+                names.sort();
+                next.extend(names.into_iter().map(|name| base.join(name)));
+            }
+            matches = next;
+        }
+        matches.retain(|path| self.resolve(path).is_ok_and(|p| p.exists()));
+        matches
+    }
+
     /// Reads a whole file of at most `limit` bytes, symlinks resolved inside the root.
     pub fn read(&self, host_path: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError> {
         let path = self.resolve(&host_path).map_err(|source| ReadError::Io {
@@ -141,6 +174,37 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
         });
     }
     Ok(bytes)
+}
+
+/// The first `limit` bytes of `path` (all of it when shorter).
+pub fn read_prefix(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Shell-style match of `*` (any run) and `?` (one character).
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (pattern, name): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), name.chars().collect());
+    let (mut p, mut n, mut star, mut mark) = (0, 0, None, 0);
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some(p);
+            mark = n;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            n = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
 }
 
 fn components_reversed(path: &Path) -> Vec<std::ffi::OsString> {
@@ -212,6 +276,25 @@ mod tests {
         symlink("a", dir.path().join("etc/b")).unwrap();
         let error = root.read("/etc/a", 100).unwrap_err();
         assert!(error.to_string().contains("too many levels"), "{error}");
+    }
+
+    #[test]
+    fn globs_expand_inside_the_root() {
+        let (dir, root) = fixture();
+        for name in ["default", "shop.conf", "blog.conf", ".hidden.conf"] {
+            std::fs::write(dir.path().join("etc").join(name), "").unwrap();
+        }
+        let found = |pattern: &str| {
+            root.glob(pattern)
+                .into_iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found("/etc/*.conf"), ["/etc/blog.conf", "/etc/shop.conf"]);
+        assert_eq!(found("/etc/defaul?"), ["/etc/default"]);
+        assert_eq!(found("/usr/*/os-release"), ["/usr/lib/os-release"]);
+        assert!(found("/etc/missing").is_empty());
+        assert!(wildcard_match("php*-fpm", "php8.2-fpm") && !wildcard_match("*.conf", "conf"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! One inventory pass: runs the selected collectors in turn over a host root.
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cache::ScanCache;
 use crate::collectors::{CollectError, Collector, Context, Observation};
+use crate::redact::Redactor;
 use crate::root::HostRoot;
 
 /// What one collector produced during a scan.
@@ -58,28 +61,75 @@ impl Selection {
     }
 }
 
-/// Runs every selected collector once.
-pub fn scan(root: &HostRoot, collectors: &[Box<dyn Collector>], selection: &Selection) -> Scan {
-    let observed_at_ms = jiff::Timestamp::now().as_millisecond();
-    let ctx = Context::new(root.clone());
-    let kinds = collectors
-        .iter()
-        .filter(|c| selection.includes(c.kind()))
-        .map(|collector| {
-            let started = Instant::now();
-            let result = collector.collect(&ctx);
-            if let Err(error) = &result {
-                tracing::warn!(kind = collector.kind(), %error, "collector failed");
-            }
-            KindScan {
-                kind: collector.kind(),
-                result,
-                elapsed: started.elapsed(),
-            }
+/// Scans a host root with a set of collectors, keeping the agent's cache and
+/// redaction key from one scan to the next.
+pub struct Scanner {
+    pub root: HostRoot,
+    pub collectors: Vec<Box<dyn Collector>>,
+    pub selection: Selection,
+    pub cache: Arc<ScanCache>,
+    pub redactor: Arc<Redactor>,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<_> = self.collectors.iter().map(|c| c.kind()).collect();
+        f.debug_struct("Scanner")
+            .field("root", &self.root)
+            .field("collectors", &kinds)
+            .field("selection", &self.selection)
+            .finish()
+    }
+}
+
+impl Scanner {
+    /// Every registered collector, `--only` applied.
+    pub fn new(
+        root: HostRoot,
+        only: Option<Vec<String>>,
+        redactor: Redactor,
+    ) -> Result<Self, String> {
+        let collectors = crate::collectors::registry();
+        let selection = Selection::new(only, &collectors)?;
+        Ok(Scanner {
+            root,
+            collectors,
+            selection,
+            cache: Arc::default(),
+            redactor: Arc::new(redactor),
         })
-        .collect();
-    Scan {
-        observed_at_ms,
-        kinds,
+    }
+
+    /// A context for one scan.
+    pub fn context(&self) -> Context {
+        self.cache.begin_scan();
+        Context::new(self.root.clone(), self.cache.clone(), self.redactor.clone())
+    }
+
+    /// Runs every selected collector once.
+    pub fn scan(&self) -> Scan {
+        let observed_at_ms = jiff::Timestamp::now().as_millisecond();
+        let ctx = self.context();
+        let kinds = self
+            .collectors
+            .iter()
+            .filter(|c| self.selection.includes(c.kind()))
+            .map(|collector| {
+                let started = Instant::now();
+                let result = collector.collect(&ctx);
+                if let Err(error) = &result {
+                    tracing::warn!(kind = collector.kind(), %error, "collector failed");
+                }
+                KindScan {
+                    kind: collector.kind(),
+                    result,
+                    elapsed: started.elapsed(),
+                }
+            })
+            .collect();
+        Scan {
+            observed_at_ms,
+            kinds,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The agent's state directory: its installation id and the last batch sequence
 //! number the collector acked.
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A state directory problem.
@@ -72,6 +73,30 @@ impl StateDir {
         Ok(id)
     }
 
+    /// The key of this agent's redaction markers, created on first use (mode 0600):
+    /// markers stay comparable across restarts and cannot be brute-forced by anyone
+    /// without the node's state dir.
+    pub fn redaction_key(&self) -> Result<[u8; 32], StateError> {
+        let path = self.dir.join("redaction-key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(text.trim(), &mut key).map_err(|_| StateError::Corrupt {
+                    path,
+                    reason: "expected 64 hex digits".into(),
+                })?;
+                Ok(key)
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                let key = crate::redact::random_key()
+                    .map_err(|source| StateError::Io { path, source })?;
+                self.write_atomic("redaction-key", hex::encode(key).as_bytes())?;
+                Ok(key)
+            }
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
     /// The highest batch seq the collector acked; 0 before the first ack.
     pub fn last_acked_seq(&self) -> Result<u64, StateError> {
         let path = self.dir.join("last-acked-seq");
@@ -98,7 +123,13 @@ impl StateDir {
             path: path.clone(),
             source,
         };
-        let mut file = std::fs::File::create(&temporary).map_err(io_error)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io_error)?;
         file.write_all(bytes).map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
         std::fs::rename(&temporary, &path).map_err(io_error)?;
@@ -137,6 +168,20 @@ mod tests {
                 .unwrap(),
             id
         );
+    }
+
+    #[test]
+    fn the_redaction_key_is_private_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let key = state.redaction_key().unwrap();
+        assert_eq!(state.redaction_key().unwrap(), key);
+        let mode = std::fs::metadata(dir.path().join("redaction-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

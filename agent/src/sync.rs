@@ -15,10 +15,11 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use crate::collectors::{self, Collector, Context};
+use crate::collectors;
 use crate::delta::{Acked, Limits, plan_round};
+use crate::redact::Redactor;
 use crate::root::HostRoot;
-use crate::scan::{Selection, scan};
+use crate::scan::Scanner;
 use crate::state::{StateDir, StateError};
 
 /// How long the agent waits for the collector's Welcome or an Ack.
@@ -81,17 +82,22 @@ struct Identity {
 /// Runs until `--once` completes or, without it, forever (callers race it against a
 /// shutdown signal).
 pub async fn run(options: RunOptions) -> Result<(), SyncError> {
-    let collectors: Arc<Vec<Box<dyn Collector>>> = Arc::new(collectors::registry());
-    let selection = Selection::new(options.only.clone(), &collectors).map_err(SyncError::Config)?;
     Endpoint::from_shared(options.collector.clone()).map_err(|error| {
         SyncError::Config(format!(
             "invalid --collector URL {:?}: {error}",
             options.collector
         ))
     })?;
-    let root = HostRoot::new(&options.host_root);
     let state = StateDir::open(&options.state_dir)?;
-    let identity = identity(&options, &root, &state)?;
+    let redactor = Redactor::new(state.redaction_key()?);
+    let scanner = Scanner::new(
+        HostRoot::new(&options.host_root),
+        options.only.clone(),
+        redactor,
+    )
+    .map_err(SyncError::Config)?;
+    let scanner = Arc::new(scanner);
+    let identity = identity(&options, &scanner, &state)?;
     tracing::info!(
         node_id = %identity.node_id,
         agent_id = %identity.agent_id,
@@ -102,16 +108,7 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
     let mut backoff = BACKOFF_FIRST;
     loop {
         let mut welcomed = false;
-        let result = session(
-            &options,
-            &state,
-            &identity,
-            &root,
-            &collectors,
-            &selection,
-            &mut welcomed,
-        )
-        .await;
+        let result = session(&options, &state, &identity, &scanner, &mut welcomed).await;
         match result {
             Ok(()) => return Ok(()),
             Err(error) if options.once => return Err(error),
@@ -131,10 +128,10 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
 
 fn identity(
     options: &RunOptions,
-    root: &HostRoot,
+    scanner: &Scanner,
     state: &StateDir,
 ) -> Result<Identity, SyncError> {
-    let ctx = Context::new(root.clone());
+    let ctx = scanner.context();
     let node_id = match &options.node_id {
         Some(id) => id.clone(),
         None => ctx
@@ -144,7 +141,7 @@ fn identity(
             .ok_or_else(|| {
                 SyncError::Config(format!(
                     "no node id: {} is missing or empty; pass --node-id",
-                    root.join("/etc/machine-id").display()
+                    scanner.root.join("/etc/machine-id").display()
                 ))
             })?,
     };
@@ -160,9 +157,7 @@ async fn session(
     options: &RunOptions,
     state: &StateDir,
     identity: &Identity,
-    root: &HostRoot,
-    collectors: &Arc<Vec<Box<dyn Collector>>>,
-    selection: &Selection,
+    scanner: &Arc<Scanner>,
     welcomed: &mut bool,
 ) -> Result<(), SyncError> {
     let channel = Endpoint::from_shared(options.collector.clone())
@@ -215,9 +210,8 @@ async fn session(
     loop {
         let interval_end = Instant::now() + options.interval;
         let scan = {
-            let (root, collectors, selection) =
-                (root.clone(), collectors.clone(), selection.clone());
-            tokio::task::spawn_blocking(move || scan(&root, &collectors, &selection))
+            let scanner = scanner.clone();
+            tokio::task::spawn_blocking(move || scanner.scan())
                 .await
                 .map_err(|error| SyncError::Protocol(format!("scan task failed: {error}")))?
         };

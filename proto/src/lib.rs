@@ -14,27 +14,55 @@ pub const FINGERPRINT_LEN: usize = 32;
 /// Default largest encoded census.v1 message either end accepts.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Every record kind this version of the protocol carries a body for.
-pub const KINDS: &[&str] = &[
-    "host",
-    "process",
-    "listening_port",
-    "package",
-    "kernel_module",
-];
+/// Declares, once, the kind name of every record body variant.
+macro_rules! kinds {
+    ($($variant:ident => $name:literal,)*) => {
+        /// Every record kind this version of the protocol carries a body for.
+        pub const KINDS: &[&str] = &[$($name),*];
+
+        impl Body {
+            /// The kind name of this body, as used in `KindChanges.kind`, storage and the HTTP API.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Body::$variant(_) => $name,)*
+                }
+            }
+        }
+
+        impl serde::Serialize for Fields<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    $(Body::$variant(b) => b.serialize(serializer),)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Host => "host",
+    Process => "process",
+    ListeningPort => "listening_port",
+    Package => "package",
+    KernelModule => "kernel_module",
+    ResourceUsage => "resource_usage",
+    Account => "account",
+    Group => "group",
+    Database => "database",
+    WebService => "web_service",
+    WebFramework => "web_framework",
+    WebSite => "web_site",
+    WebApplication => "web_application",
+    StartupService => "startup_service",
+    ScheduledTask => "scheduled_task",
+    EnvironmentVariable => "environment_variable",
+}
+
+/// Kinds whose every field is volatile: their fingerprint never changes, so agents send
+/// them every interval and collectors refresh their fields.
+pub const ALWAYS_SENT_KINDS: &[&str] = &["resource_usage"];
 
 impl Body {
-    /// The kind name of this body, as used in `KindChanges.kind`, storage and the HTTP API.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Host(_) => "host",
-            Body::Process(_) => "process",
-            Body::ListeningPort(_) => "listening_port",
-            Body::Package(_) => "package",
-            Body::KernelModule(_) => "kernel_module",
-        }
-    }
-
     /// The body with its volatile fields (those that change without the asset
     /// changing: memory use, CPU time, reference counts) reset to their defaults.
     pub fn canonical(&self) -> Body {
@@ -47,7 +75,8 @@ impl Body {
                 p.cpu_time_ms = 0;
             }
             Body::KernelModule(m) => m.refcount = 0,
-            Body::Host(_) | Body::ListeningPort(_) | Body::Package(_) => {}
+            Body::ResourceUsage(usage) => *usage = Default::default(),
+            _ => {}
         }
         body
     }
@@ -76,18 +105,6 @@ impl Body {
 /// Serializes a record body as its fields alone, in declaration order.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields<'a>(pub &'a Body);
-
-impl serde::Serialize for Fields<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Body::Host(b) => b.serialize(serializer),
-            Body::Process(b) => b.serialize(serializer),
-            Body::ListeningPort(b) => b.serialize(serializer),
-            Body::Package(b) => b.serialize(serializer),
-            Body::KernelModule(b) => b.serialize(serializer),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -143,16 +160,19 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_is_listed() {
-        let bodies = [
-            Body::Host(Default::default()),
-            Body::Process(Default::default()),
-            Body::ListeningPort(Default::default()),
-            Body::Package(Default::default()),
-            Body::KernelModule(Default::default()),
-        ];
-        let kinds: Vec<_> = bodies.iter().map(Body::kind).collect();
-        assert_eq!(kinds, KINDS);
+    fn resource_usage_never_changes_its_fingerprint() {
+        let idle = Body::ResourceUsage(v1::ResourceUsage {
+            load_1: 0.1,
+            ..Default::default()
+        });
+        let busy = Body::ResourceUsage(v1::ResourceUsage {
+            load_1: 7.5,
+            cpu_usage_percent: Some(99.0),
+            memory_used_bytes: 1 << 30,
+            ..Default::default()
+        });
+        assert_eq!(idle.fingerprint(), busy.fingerprint());
+        assert!(ALWAYS_SENT_KINDS.iter().all(|kind| KINDS.contains(kind)));
     }
 
     #[test]

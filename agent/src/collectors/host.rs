@@ -89,6 +89,7 @@ fn hardware() -> (u32, String, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::test_context;
     use crate::root::HostRoot;
 
     #[test]
@@ -110,7 +111,7 @@ mod tests {
         write("proc/sys/kernel/osrelease", "6.1.0-18-amd64\n");
         write("proc/stat", "cpu  1 2 3\nbtime 1700000000\nprocesses 5\n");
 
-        let ctx = Context::new(HostRoot::new(dir.path()));
+        let ctx = test_context(HostRoot::new(dir.path()));
         let observations = HostCollector.collect(&ctx).unwrap();
         assert_eq!(observations.len(), 1);
         assert_eq!(observations[0].key, "0123456789abcdef0123456789abcdef");

@@ -42,6 +42,7 @@ impl Collector for KernelModuleCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::test_context;
     use crate::root::HostRoot;
 
     #[test]
@@ -54,7 +55,7 @@ mod tests {
         )
         .unwrap();
         let observations = KernelModuleCollector
-            .collect(&Context::new(HostRoot::new(dir.path())))
+            .collect(&test_context(HostRoot::new(dir.path())))
             .unwrap();
         let keys: Vec<_> = observations.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["ext4", "vboxdrv"]);

@@ -19,14 +19,82 @@ const TABLES: [(&str, &str, &str); 4] = [
     ("/proc/net/udp6", "udp", "ipv6"),
 ];
 
-/// A listening endpoint and every socket bound to it (SO_REUSEPORT allows several).
-struct Endpoint {
-    protocol: &'static str,
-    family: &'static str,
-    address: IpAddr,
-    port: u16,
-    uid: u32,
-    inodes: Vec<u64>,
+/// A listening endpoint and the processes holding its sockets (SO_REUSEPORT allows
+/// several sockets per endpoint; forked workers share one).
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub protocol: &'static str,
+    pub family: &'static str,
+    pub address: IpAddr,
+    pub port: u16,
+    pub uid: u32,
+    /// Every pid holding one of the endpoint's sockets, ascending.
+    pub pids: Vec<u32>,
+}
+
+impl Listener {
+    /// The listening_port record's key.
+    pub fn key(&self) -> String {
+        port_key(self.protocol, self.family, self.address, self.port)
+    }
+}
+
+/// Reads the socket tables and finds each listening socket's owners.
+pub fn gather(ctx: &Context) -> Result<Vec<Listener>, CollectError> {
+    let mut endpoints: BTreeMap<String, (Listener, Vec<u64>)> = BTreeMap::new();
+    let mut tables_read = 0;
+    for (host_path, protocol, family) in TABLES {
+        let path = ctx.root.join(host_path);
+        let text = match crate::root::read_limited(&path, SMALL_FILE_LIMIT) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            // No IPv6 in this kernel, or no such protocol: nothing listens there.
+            Err(error) if error.is_not_found() => continue,
+            Err(error) => return Err(error.into()),
+        };
+        tables_read += 1;
+        for socket in proc_net::parse(&text).warn_skipped(&path) {
+            if !is_listening(protocol, &socket) {
+                continue;
+            }
+            let key = port_key(protocol, family, socket.local, socket.local_port);
+            let (_, inodes) = endpoints.entry(key).or_insert_with(|| {
+                let listener = Listener {
+                    protocol,
+                    family,
+                    address: socket.local,
+                    port: socket.local_port,
+                    uid: socket.uid,
+                    pids: Vec::new(),
+                };
+                (listener, Vec::new())
+            });
+            inodes.push(socket.inode);
+        }
+    }
+    if tables_read == 0 {
+        return Err(CollectError::List {
+            path: ctx.root.join("/proc/net"),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no socket table found"),
+        });
+    }
+    let wanted: BTreeSet<u64> = endpoints
+        .values()
+        .flat_map(|(_, inodes)| inodes.iter().copied())
+        .collect();
+    let owners = socket_owners(ctx, &wanted);
+    Ok(endpoints
+        .into_values()
+        .map(|(mut listener, inodes)| {
+            let pids: BTreeSet<u32> = inodes
+                .iter()
+                .filter_map(|i| owners.get(i))
+                .flatten()
+                .copied()
+                .collect();
+            listener.pids = pids.into_iter().collect();
+            listener
+        })
+        .collect())
 }
 
 impl Collector for ListeningPortCollector {
@@ -35,72 +103,27 @@ impl Collector for ListeningPortCollector {
     }
 
     fn collect(&self, ctx: &Context) -> Result<Vec<Observation>, CollectError> {
-        let mut endpoints: BTreeMap<String, Endpoint> = BTreeMap::new();
-        let mut tables_read = 0;
-        for (host_path, protocol, family) in TABLES {
-            let path = ctx.root.join(host_path);
-            let text = match crate::root::read_limited(&path, SMALL_FILE_LIMIT) {
-                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                // No IPv6 in this kernel, or no such protocol: nothing listens there.
-                Err(error) if error.is_not_found() => continue,
-                Err(error) => return Err(error.into()),
-            };
-            tables_read += 1;
-            for socket in proc_net::parse(&text).warn_skipped(&path) {
-                if !is_listening(protocol, &socket) {
-                    continue;
-                }
-                let key = port_key(protocol, family, socket.local, socket.local_port);
-                let endpoint = endpoints.entry(key).or_insert_with(|| Endpoint {
-                    protocol,
-                    family,
-                    address: socket.local,
-                    port: socket.local_port,
-                    uid: socket.uid,
-                    inodes: Vec::new(),
-                });
-                endpoint.inodes.push(socket.inode);
-            }
-        }
-        if tables_read == 0 {
-            return Err(CollectError::List {
-                path: ctx.root.join("/proc/net"),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no socket table found"),
-            });
-        }
-
-        let wanted: BTreeSet<u64> = endpoints
-            .values()
-            .flat_map(|e| e.inodes.iter().copied())
-            .collect();
-        let owners = socket_owners(ctx, &wanted);
-        let observations = endpoints
-            .into_iter()
-            .map(|(key, endpoint)| {
-                let pids: BTreeSet<u32> = endpoint
-                    .inodes
-                    .iter()
-                    .filter_map(|inode| owners.get(inode))
-                    .flatten()
-                    .copied()
-                    .collect();
-                let pid = pids.first().copied().unwrap_or(0);
+        let observations = ctx
+            .listeners()?
+            .iter()
+            .map(|listener| {
+                let pid = listener.pids.first().copied().unwrap_or(0);
                 let process = if pid == 0 {
                     String::new()
                 } else {
                     comm(ctx, pid)
                 };
                 let body = ListeningPort {
-                    protocol: endpoint.protocol.to_string(),
-                    family: endpoint.family.to_string(),
-                    address: endpoint.address.to_string(),
-                    port: u32::from(endpoint.port),
+                    protocol: listener.protocol.to_string(),
+                    family: listener.family.to_string(),
+                    address: listener.address.to_string(),
+                    port: u32::from(listener.port),
                     pid,
-                    pids: pids.into_iter().collect(),
+                    pids: listener.pids.clone(),
                     process,
-                    uid: endpoint.uid,
+                    uid: listener.uid,
                 };
-                Observation::new(key, Body::ListeningPort(body))
+                Observation::new(listener.key(), Body::ListeningPort(body))
             })
             .collect();
         Ok(observations)
@@ -183,6 +206,7 @@ fn comm(ctx: &Context, pid: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::test_context;
     use crate::root::HostRoot;
     use std::os::unix::fs::symlink;
     use std::path::Path;
@@ -242,7 +266,7 @@ mod tests {
             symlink("/dev/null", root.join(format!("proc/{pid}/fd/9"))).unwrap();
         }
 
-        let ctx = Context::new(HostRoot::new(root));
+        let ctx = test_context(HostRoot::new(root));
         let observations = ListeningPortCollector.collect(&ctx).unwrap();
         let summary: Vec<_> = observations
             .iter()
@@ -273,7 +297,7 @@ mod tests {
     #[test]
     fn no_socket_table_at_all_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(HostRoot::new(dir.path()));
+        let ctx = test_context(HostRoot::new(dir.path()));
         assert!(ListeningPortCollector.collect(&ctx).is_err());
     }
 }

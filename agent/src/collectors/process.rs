@@ -1,12 +1,111 @@
-//! `process`: running user-space processes from /proc (kernel threads are left out).
+//! `process`: running user-space processes from /proc (kernel threads are left out),
+//! with the executable's SHA-256 and the container each one runs in.
 use census_proto::v1::{Process, record::Body};
 use procfs::process::{Process as ProcProcess, all_processes_with_root};
 use procfs::{ProcError, page_size, ticks_per_second};
 
 use super::{CollectError, Collector, Context, Observation, SMALL_FILE_LIMIT};
+use crate::parse::cgroup::{self, ContainerRef};
 
 /// `PF_KTHREAD` in /proc/PID/stat flags: the task is a kernel thread.
 const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// A process as read from /proc. The command line is raw (it may hold secrets): it
+/// stays in memory for derived kinds and is redacted before any record is made.
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub exe: String,
+    pub cmdline: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Start time in clock ticks since boot.
+    pub start_ticks: u64,
+    pub state: char,
+    pub threads: u32,
+    pub rss_bytes: u64,
+    pub cpu_time_ms: u64,
+    pub container: Option<ContainerRef>,
+}
+
+impl ProcessInfo {
+    /// The process record's key.
+    pub fn key(&self) -> String {
+        process_key(self.pid, self.start_ticks)
+    }
+
+    /// Path of a file under this process's /proc directory, under the host root.
+    pub fn proc_path(&self, ctx: &Context, file: &str) -> std::path::PathBuf {
+        ctx.root.join(format!("/proc/{}/{file}", self.pid))
+    }
+}
+
+/// Reads every user-space process, sorted by pid.
+pub fn gather(ctx: &Context) -> Result<Vec<ProcessInfo>, CollectError> {
+    let proc_dir = ctx.root.join("/proc");
+    let processes = all_processes_with_root(&proc_dir).map_err(|error| CollectError::List {
+        path: proc_dir.clone(),
+        source: std::io::Error::other(error.to_string()),
+    })?;
+    let mut gathered = Vec::new();
+    for process in processes {
+        // A process that exits while we look at it is simply not there.
+        let Ok(process) = process else { continue };
+        match read_process(ctx, &process) {
+            Ok(Some(info)) => gathered.push(info),
+            Ok(None) | Err(ProcError::NotFound(_)) => {}
+            Err(error) => tracing::warn!(
+                path = %proc_dir.join(process.pid().to_string()).display(),
+                %error,
+                "skipping process"
+            ),
+        }
+    }
+    gathered.sort_by_key(|p| p.pid);
+    Ok(gathered)
+}
+
+fn read_process(ctx: &Context, process: &ProcProcess) -> Result<Option<ProcessInfo>, ProcError> {
+    let stat = process.stat()?;
+    if stat.flags & PF_KTHREAD != 0 {
+        return Ok(None);
+    }
+    let pid = u32::try_from(stat.pid).unwrap_or_default();
+    let read_small = |file: &str| {
+        crate::root::read_limited(
+            &ctx.root.join(format!("/proc/{pid}/{file}")),
+            SMALL_FILE_LIMIT,
+        )
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let (uid, gid) = read_small("status")
+        .and_then(|text| status_ids(&text))
+        .unwrap_or_default();
+    let ticks = ticks_per_second().max(1);
+    Ok(Some(ProcessInfo {
+        pid,
+        ppid: u32::try_from(stat.ppid).unwrap_or_default(),
+        comm: stat.comm.clone(),
+        // Without privileges, other users' exe links and cmdlines may be unreadable:
+        // the process is still reported with what is visible.
+        exe: process
+            .exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        cmdline: process.cmdline().unwrap_or_default(),
+        uid,
+        gid,
+        start_ticks: stat.starttime,
+        state: stat.state,
+        threads: u32::try_from(stat.num_threads).unwrap_or_default(),
+        rss_bytes: stat.rss.saturating_mul(page_size()),
+        cpu_time_ms: (stat.utime + stat.stime).saturating_mul(1000) / ticks,
+        container: read_small("cgroup").and_then(|text| cgroup::container_of(&text)),
+    }))
+}
 
 #[derive(Debug)]
 pub struct ProcessCollector;
@@ -17,76 +116,49 @@ impl Collector for ProcessCollector {
     }
 
     fn collect(&self, ctx: &Context) -> Result<Vec<Observation>, CollectError> {
-        let proc_dir = ctx.root.join("/proc");
-        let processes = all_processes_with_root(&proc_dir).map_err(|error| CollectError::List {
-            path: proc_dir.clone(),
-            source: std::io::Error::other(error.to_string()),
-        })?;
-        let mut observations = Vec::new();
-        for process in processes {
-            // A process that exits while we look at it is simply not there.
-            let Ok(process) = process else { continue };
-            match observe(ctx, &process) {
-                Ok(Some(observation)) => observations.push(observation),
-                Ok(None) => {}
-                Err(ProcError::NotFound(_)) => {}
-                Err(error) => tracing::warn!(
-                    path = %proc_dir.join(process.pid().to_string()).display(),
-                    %error,
-                    "skipping process"
-                ),
-            }
-        }
-        observations.sort_by_key(|o| match &o.body {
-            Body::Process(p) => p.pid,
-            _ => 0,
-        });
+        let ticks = ticks_per_second().max(1);
+        let observations = ctx
+            .processes()?
+            .iter()
+            .map(|p| {
+                let exe_sha256 = if p.exe.is_empty() {
+                    String::new()
+                } else {
+                    match ctx.cache.exe(&p.proc_path(ctx, "exe")) {
+                        Ok(info) => info.sha256.clone(),
+                        Err(error) => {
+                            tracing::debug!(pid = p.pid, exe = %p.exe, %error, "cannot hash executable");
+                            String::new()
+                        }
+                    }
+                };
+                let start_time = ctx
+                    .boot_time()
+                    .map(|boot| crate::rfc3339_secs(boot + (p.start_ticks / ticks) as i64))
+                    .unwrap_or_default();
+                let body = Process {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    name: p.comm.clone(),
+                    exe: p.exe.clone(),
+                    cmdline: ctx.redactor.args(&p.cmdline),
+                    uid: p.uid,
+                    user: ctx.user_name(p.uid).to_string(),
+                    gid: p.gid,
+                    start_time,
+                    state: p.state.to_string(),
+                    threads: p.threads,
+                    rss_bytes: p.rss_bytes,
+                    cpu_time_ms: p.cpu_time_ms,
+                    exe_sha256,
+                    container_id: p.container.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+                    container_runtime: p.container.as_ref().map(|c| c.runtime.to_string()).unwrap_or_default(),
+                };
+                Observation::new(p.key(), Body::Process(body))
+            })
+            .collect();
         Ok(observations)
     }
-}
-
-fn observe(ctx: &Context, process: &ProcProcess) -> Result<Option<Observation>, ProcError> {
-    let stat = process.stat()?;
-    if stat.flags & PF_KTHREAD != 0 {
-        return Ok(None);
-    }
-    let pid = u32::try_from(stat.pid).unwrap_or_default();
-    // Without privileges, other users' exe links and cmdlines may be unreadable:
-    // the process is still reported with what is visible.
-    let exe = process
-        .exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let cmdline = process.cmdline().unwrap_or_default();
-    let status_path = ctx.root.join(format!("/proc/{pid}/status"));
-    let (uid, gid) = crate::root::read_limited(&status_path, SMALL_FILE_LIMIT)
-        .ok()
-        .and_then(|bytes| status_ids(&String::from_utf8_lossy(&bytes)))
-        .unwrap_or_default();
-    let ticks = ticks_per_second().max(1);
-    let start_time = ctx
-        .boot_time()
-        .map(|boot| crate::rfc3339_secs(boot + (stat.starttime / ticks) as i64))
-        .unwrap_or_default();
-    let body = Process {
-        pid,
-        ppid: u32::try_from(stat.ppid).unwrap_or_default(),
-        name: stat.comm.clone(),
-        exe,
-        cmdline,
-        uid,
-        user: ctx.user_name(uid).to_string(),
-        gid,
-        start_time,
-        state: stat.state.to_string(),
-        threads: u32::try_from(stat.num_threads).unwrap_or_default(),
-        rss_bytes: stat.rss.saturating_mul(page_size()),
-        cpu_time_ms: (stat.utime + stat.stime).saturating_mul(1000) / ticks,
-    };
-    Ok(Some(Observation::new(
-        process_key(pid, stat.starttime),
-        Body::Process(body),
-    )))
 }
 
 /// A process's identity: its pid and start time in clock ticks since boot, which
@@ -109,6 +181,7 @@ fn status_ids(text: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::test_context;
     use crate::root::HostRoot;
     use std::path::Path;
 
@@ -165,7 +238,7 @@ mod tests {
         add_process(root, 17, "kworker/0:1", PF_KTHREAD | 0x40, &[], 0);
         write(root, "proc/self", "not a process directory");
 
-        let ctx = Context::new(HostRoot::new(root));
+        let ctx = test_context(HostRoot::new(root));
         let observations = ProcessCollector.collect(&ctx).unwrap();
         assert_eq!(
             observations.len(),
@@ -200,7 +273,7 @@ mod tests {
         add_process(root, 11, "bad", 0, &["bad"], 0);
         write(root, "proc/11/stat", "11 (bad no closing paren S 1\n");
         let observations = ProcessCollector
-            .collect(&Context::new(HostRoot::new(root)))
+            .collect(&test_context(HostRoot::new(root)))
             .unwrap();
         let keys: Vec<_> = observations.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["10@4200"]);

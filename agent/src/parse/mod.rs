@@ -91,6 +91,10 @@ mod tests {
             Just("ext4 1 0 - Live 0x0 (OE)\n".to_string()),
             Just("KEY=\"value\\".to_string()),
             Just("root:x:0:0::/:/bin/sh\n".to_string()),
+            Just("[Service]\nExecStart=/bin/x \\\n".to_string()),
+            Just("*/5 * * * * root /bin/true\n".to_string()),
+            Just("%sudo ALL=(ALL:ALL) ALL\n".to_string()),
+            Just("alice:$6$x$y:19000:0:99999:7:::\n".to_string()),
             ".{0,12}",
         ];
         proptest::collection::vec(fragment, 0..40).prop_map(|parts| parts.concat())
@@ -106,11 +110,18 @@ mod tests {
                 super::proc_modules::parse(&text).skipped,
                 super::key_value::parse(&text).skipped,
                 super::passwd::parse(&text).skipped,
+                super::group::parse(&text).skipped,
+                super::shadow::parse(&text).skipped,
+                super::sudoers::parse(&text).skipped,
+                super::systemd_unit::parse(&text).1,
+                super::crontab::parse(&text, true).skipped,
+                super::crontab::parse(&text, false).skipped,
             ]
             .into_iter()
             .flatten()
             .map(|s| s.line)
             .collect();
+            let _ = super::cgroup::container_of(&text);
             for line in skipped {
                 prop_assert!(line >= 1 && line <= lines, "line {} of {}", line, lines);
             }

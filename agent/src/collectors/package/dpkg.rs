@@ -1,7 +1,7 @@
 //! Debian packages from dpkg's status database.
 use census_proto::v1::Package;
 
-use super::{Cataloger, purl_encode};
+use super::{Cataloger, purl};
 use crate::collectors::{CollectError, Context};
 use crate::parse::dpkg::parse_status;
 
@@ -34,20 +34,15 @@ impl Cataloger for DpkgCataloger {
             .into_iter()
             .filter(|p| p.files_present())
             .map(|p| {
-                let mut purl = format!(
-                    "pkg:deb/{}/{}@{}?arch={}",
-                    purl_encode(namespace),
-                    purl_encode(&p.name),
-                    purl_encode(&p.version),
-                    purl_encode(&p.arch)
-                );
+                let mut qualifiers = vec![("arch", p.arch.clone())];
                 if p.source_name != p.name {
-                    purl.push_str(&format!("&upstream={}", purl_encode(&p.source_name)));
+                    qualifiers.push(("upstream", p.source_name.clone()));
                 }
-                purl.push_str(&format!("&distro={}", purl_encode(&distro)));
+                qualifiers.push(("distro", distro.clone()));
+                let package_url = purl("deb", Some(namespace), &p.name, &p.version, &qualifiers);
                 Package {
                     ecosystem: "deb".to_string(),
-                    purl,
+                    purl: package_url,
                     name: p.name,
                     version: p.version,
                     arch: p.arch,
@@ -56,6 +51,7 @@ impl Cataloger for DpkgCataloger {
                     status: p.status,
                     maintainer: p.maintainer,
                     installed_size_bytes: p.installed_size_kib * 1024,
+                    ..Package::default()
                 }
             })
             .collect();
@@ -66,6 +62,7 @@ impl Cataloger for DpkgCataloger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::test_context;
     use crate::root::HostRoot;
 
     #[test]
@@ -84,7 +81,7 @@ mod tests {
              Package: gone\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1\n",
         )
         .unwrap();
-        let ctx = Context::new(HostRoot::new(dir.path()));
+        let ctx = test_context(HostRoot::new(dir.path()));
         let packages = DpkgCataloger.catalog(&ctx).unwrap();
         assert_eq!(packages.len(), 1);
         assert_eq!(
@@ -97,7 +94,7 @@ mod tests {
     #[test]
     fn a_host_without_dpkg_has_no_deb_packages() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(HostRoot::new(dir.path()));
+        let ctx = test_context(HostRoot::new(dir.path()));
         assert_eq!(DpkgCataloger.catalog(&ctx).unwrap(), vec![]);
     }
 }

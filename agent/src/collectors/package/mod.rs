@@ -4,7 +4,14 @@ use census_proto::v1::{Package, record::Body};
 
 use super::{CollectError, Collector, Context, Observation};
 
+pub mod apk;
+pub mod discover;
 pub mod dpkg;
+pub mod go;
+pub mod jar;
+pub mod npm;
+pub mod python;
+pub mod rpm;
 
 /// One package ecosystem's database.
 pub trait Cataloger: Send + Sync {
@@ -14,49 +21,89 @@ pub trait Cataloger: Send + Sync {
     fn catalog(&self, ctx: &Context) -> Result<Vec<Package>, CollectError>;
 }
 
-pub struct PackageCollector {
-    catalogers: Vec<Box<dyn Cataloger>>,
+/// Every cataloger, in the order they run.
+fn catalogers() -> Vec<Box<dyn Cataloger>> {
+    vec![
+        Box::new(dpkg::DpkgCataloger),
+        Box::new(rpm::RpmCataloger),
+        Box::new(apk::ApkCataloger),
+        Box::new(python::PythonCataloger),
+        Box::new(npm::NpmCataloger),
+        Box::new(jar::JarCataloger),
+        Box::new(go::GoCataloger),
+    ]
 }
 
-impl std::fmt::Debug for PackageCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ecosystems: Vec<_> = self.catalogers.iter().map(|c| c.ecosystem()).collect();
-        f.debug_struct("PackageCollector")
-            .field("ecosystems", &ecosystems)
-            .finish()
+/// Catalogs every ecosystem. A cataloger that fails makes the whole kind fail:
+/// reporting the other ecosystems alone would read as "those packages were removed".
+pub fn gather(ctx: &Context) -> Result<Vec<Package>, CollectError> {
+    let mut packages = Vec::new();
+    for cataloger in catalogers() {
+        packages.extend(cataloger.catalog(ctx)?);
     }
+    Ok(packages)
 }
 
-impl Default for PackageCollector {
-    fn default() -> Self {
-        PackageCollector {
-            catalogers: vec![Box::new(dpkg::DpkgCataloger)],
-        }
-    }
-}
+#[derive(Debug)]
+pub struct PackageCollector;
 
 impl Collector for PackageCollector {
     fn kind(&self) -> &'static str {
         "package"
     }
 
-    /// A cataloger that fails makes the whole kind fail: reporting the other
-    /// ecosystems alone would read as "those packages were removed".
     fn collect(&self, ctx: &Context) -> Result<Vec<Observation>, CollectError> {
-        let mut observations = Vec::new();
-        for cataloger in &self.catalogers {
-            for package in cataloger.catalog(ctx)? {
-                let key = package_key(&package);
-                observations.push(Observation::new(key, Body::Package(package)));
-            }
-        }
-        Ok(observations)
+        Ok(ctx
+            .packages()?
+            .iter()
+            .map(|package| Observation::new(package_key(package), Body::Package(package.clone())))
+            .collect())
     }
 }
 
-/// `deb/libc6/amd64`.
+/// `deb/libc6/amd64` for packages of a system database; `python/requests@/usr/lib/...`
+/// for packages found at a location, where the same name may be installed many times.
 pub fn package_key(package: &Package) -> String {
-    format!("{}/{}/{}", package.ecosystem, package.name, package.arch)
+    if package.location.is_empty() {
+        format!("{}/{}/{}", package.ecosystem, package.name, package.arch)
+    } else {
+        format!(
+            "{}/{}@{}",
+            package.ecosystem, package.name, package.location
+        )
+    }
+}
+
+/// A package URL: `pkg:TYPE/NAMESPACE/NAME@VERSION?QUALIFIERS`, each part encoded
+/// (a namespace keeps its `/` separators).
+pub fn purl(
+    ty: &str,
+    namespace: Option<&str>,
+    name: &str,
+    version: &str,
+    qualifiers: &[(&str, String)],
+) -> String {
+    let mut out = format!("pkg:{ty}/");
+    if let Some(namespace) = namespace.filter(|n| !n.is_empty()) {
+        let segments: Vec<String> = namespace.split('/').map(purl_encode).collect();
+        out.push_str(&segments.join("/"));
+        out.push('/');
+    }
+    out.push_str(&purl_encode(name));
+    if !version.is_empty() {
+        out.push('@');
+        out.push_str(&purl_encode(version));
+    }
+    let qualifiers: Vec<String> = qualifiers
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(key, value)| format!("{key}={}", purl_encode(value)))
+        .collect();
+    if !qualifiers.is_empty() {
+        out.push('?');
+        out.push_str(&qualifiers.join("&"));
+    }
+    out
 }
 
 /// Percent-encodes a purl component, keeping the characters purl leaves readable.
@@ -75,6 +122,34 @@ pub fn purl_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purls_are_assembled_from_encoded_parts() {
+        assert_eq!(
+            purl(
+                "golang",
+                Some("github.com/docker"),
+                "docker",
+                "v24.0.7+incompatible",
+                &[]
+            ),
+            "pkg:golang/github.com/docker/docker@v24.0.7+incompatible"
+        );
+        assert_eq!(
+            purl("npm", Some("@babel"), "core", "7.0.0", &[]),
+            "pkg:npm/%40babel/core@7.0.0"
+        );
+        assert_eq!(
+            purl(
+                "deb",
+                Some("debian"),
+                "libc6",
+                "2.36-9",
+                &[("arch", "amd64".into()), ("epoch", String::new())]
+            ),
+            "pkg:deb/debian/libc6@2.36-9?arch=amd64"
+        );
+    }
 
     #[test]
     fn purl_components_are_encoded() {
