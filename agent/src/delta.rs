@@ -62,6 +62,8 @@ pub fn plan_round(acked: Option<&Acked>, scan: &Scan, first_seq: u64, limits: Li
             .map(|o| (o.key.clone(), o.fingerprint))
             .collect();
         let previous = acked.and_then(|a| a.kinds.get(&kind));
+        // Volatile-only kinds (resource use) keep one fingerprint: send their values each round.
+        let always_sent = census_proto::ALWAYS_SENT_KINDS.contains(&kind.as_str());
         let to_record = |o: &crate::collectors::Observation| Record {
             key: o.key.clone(),
             fingerprint: o.fingerprint.to_vec(),
@@ -79,7 +81,7 @@ pub fn plan_round(acked: Option<&Acked>, scan: &Scan, first_seq: u64, limits: Li
                 kind: kind.clone(),
                 upserts: observations
                     .iter()
-                    .filter(|o| previous.get(&o.key) != Some(&o.fingerprint))
+                    .filter(|o| always_sent || previous.get(&o.key) != Some(&o.fingerprint))
                     .map(to_record)
                     .collect(),
                 removes: previous
@@ -288,6 +290,32 @@ mod tests {
         assert!(
             unchanged.batches.is_empty(),
             "an unchanged node sends nothing"
+        );
+    }
+
+    #[test]
+    fn volatile_kinds_are_sent_every_round() {
+        use census_proto::v1::ResourceUsage;
+        let usage = |load: f64| {
+            let body = Body::ResourceUsage(ResourceUsage {
+                load_1: load,
+                ..Default::default()
+            });
+            kind(
+                "resource_usage",
+                vec![Observation::new("resource_usage", body)],
+            )
+        };
+        let first = plan_round(None, &scan(vec![usage(0.5)]), 1, Limits::default());
+        let second = plan_round(
+            Some(&first.next),
+            &scan(vec![usage(3.5)]),
+            2,
+            Limits::default(),
+        );
+        assert_eq!(
+            keys(&second.batches[0], "resource_usage").0,
+            ["resource_usage"]
         );
     }
 

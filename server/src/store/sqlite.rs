@@ -156,7 +156,7 @@ impl Store for SqliteStore {
         let mut applied = Applied::default();
         {
             let mut touch = transaction.prepare_cached(
-                "UPDATE records SET seq = ?1, observed_at = ?2
+                "UPDATE records SET seq = ?1, observed_at = ?2, fields = ?7
                  WHERE node_id = ?3 AND kind = ?4 AND key = ?5 AND fingerprint = ?6 AND removed_at IS NULL",
             )?;
             let mut upsert = transaction.prepare_cached(
@@ -180,13 +180,15 @@ impl Store for SqliteStore {
             )?;
             for kind in &batch.kinds {
                 for record in &kind.upserts {
+                    // Same fingerprint: the same state, tags kept; volatile values refreshed.
                     let touched = touch.execute(params![
                         seq,
                         record.observed_at_ms,
                         batch.node_id,
                         kind.kind,
                         record.key,
-                        record.fingerprint
+                        record.fingerprint,
+                        record.fields
                     ])?;
                     if touched > 0 {
                         applied.unchanged += 1;
@@ -461,6 +463,31 @@ mod tests {
                 ("a".into(), "1".into(), rfc3339(0)),
                 ("b".into(), "2".into(), rfc3339(later)),
             ]
+        );
+    }
+
+    #[test]
+    fn volatile_values_refresh_without_recollecting() {
+        let (_dir, store) = store();
+        store
+            .apply(&batch(1, 0, vec![record("a", 1, 0)], &[], 1))
+            .unwrap();
+        let mut refreshed = record("a", 1, 7 * HOUR_MS);
+        refreshed.fields = r#"{"name":"a","version":"1","load":3.5}"#.into();
+        let applied = store
+            .apply(&batch(2, 7 * HOUR_MS, vec![refreshed], &[], 0))
+            .unwrap();
+        assert_eq!((applied.upserted, applied.unchanged), (0, 1));
+        let query = RecordQuery {
+            limit: 1,
+            ..Default::default()
+        };
+        let stored = store.records(&query).unwrap().remove(0);
+        assert_eq!(stored.fields["load"], 3.5);
+        assert_eq!(
+            stored.collected_at,
+            rfc3339(0),
+            "same state: tags and retention kept"
         );
     }
 
