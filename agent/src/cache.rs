@@ -83,7 +83,7 @@ impl ScanCache {
     /// Hash (and Go build info) of the executable at `path` (e.g. `/proc/PID/exe`),
     /// computed once per file content.
     pub fn exe(&self, path: &Path) -> io::Result<Arc<ExeInfo>> {
-        let file = File::open(path)?;
+        let file = crate::root::open_regular(path)?;
         let id = FileId::of(&file.metadata()?);
         if id.size > MAX_EXE_BYTES {
             return Err(io::Error::other(format!(

@@ -162,7 +162,7 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io_error)?;
+    let file = open_regular(path).map_err(io_error)?;
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)
@@ -179,8 +179,18 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
 /// The first `limit` bytes of `path` (all of it when shorter).
 pub fn read_prefix(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    open_regular(path)?.take(limit).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Opens a regular file for reading; anything else (a FIFO that would block forever,
+/// a device, a directory) is an error.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    File::open(path)
 }
 
 /// Shell-style match of `*` (any run) and `?` (one character).
@@ -295,6 +305,28 @@ mod tests {
         assert_eq!(found("/usr/*/os-release"), ["/usr/lib/os-release"]);
         assert!(found("/etc/missing").is_empty());
         assert!(wildcard_match("php*-fpm", "php8.2-fpm") && !wildcard_match("*.conf", "conf"));
+    }
+
+    #[test]
+    fn fifos_and_directories_are_refused_without_blocking() {
+        let (dir, root) = fixture();
+        let fifo = dir.path().join("etc/hostname");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let error = root.read("/etc/hostname", 100).unwrap_err().to_string();
+        assert!(
+            error.contains("not a regular file") && error.contains("etc/hostname"),
+            "{error}"
+        );
+        assert!(
+            root.read("/etc", 100)
+                .unwrap_err()
+                .to_string()
+                .contains("not a regular file")
+        );
     }
 
     #[test]

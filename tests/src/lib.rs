@@ -61,12 +61,28 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts `command` in a process group of its own, so that [`Running::kill`] also
+    /// stops what it forks (nginx workers, postgres under runuser).
+    pub fn group(command: &mut Command, name: &'static str) -> Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let child = command
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Running { child, name })
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Kills the process and waits for it.
+    /// Kills the process (and its process group, when it leads one) and waits for it.
     pub fn kill(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -249,4 +265,71 @@ pub fn command_output(program: &str, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8(output.stdout)?)
+}
+
+/// A loopback TCP port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: Duration, what: &str) -> Result<()> {
+    wait_for(timeout, what, || {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ()))
+    })
+}
+
+/// What a measured command did: its output and the peak resident memory it reached.
+#[derive(Debug)]
+pub struct Measured {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// VmHWM of the process, sampled until it exited (KiB).
+    pub peak_rss_kib: u64,
+    pub elapsed: Duration,
+}
+
+/// Runs a command to completion, sampling its peak RSS; kills it and fails after `timeout`.
+pub fn run_measured(command: &mut Command, timeout: Duration) -> Result<Measured> {
+    let started = Instant::now();
+    let stdout_file = tempfile::NamedTempFile::new()?;
+    let stderr_file = tempfile::NamedTempFile::new()?;
+    let mut child = command
+        .stdout(Stdio::from(stdout_file.reopen()?))
+        .stderr(Stdio::from(stderr_file.reopen()?))
+        .spawn()
+        .context("cannot start the measured command")?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_rss_kib = 0;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        {
+            peak_rss_kib = kib;
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("command did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Measured {
+        status,
+        stdout: std::fs::read_to_string(stdout_file.path())?,
+        stderr: std::fs::read_to_string(stderr_file.path())?,
+        peak_rss_kib,
+        elapsed: started.elapsed(),
+    })
 }

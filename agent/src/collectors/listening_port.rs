@@ -41,6 +41,10 @@ impl Listener {
 
 /// Reads the socket tables and finds each listening socket's owners.
 pub fn gather(ctx: &Context) -> Result<Vec<Listener>, CollectError> {
+    // A root with no /proc at all (a mounted image, a backup) listens nowhere.
+    if !ctx.root.join("/proc").exists() {
+        return Ok(Vec::new());
+    }
     let mut endpoints: BTreeMap<String, (Listener, Vec<u64>)> = BTreeMap::new();
     let mut tables_read = 0;
     for (host_path, protocol, family) in TABLES {
@@ -297,7 +301,15 @@ mod tests {
     #[test]
     fn no_socket_table_at_all_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("proc")).unwrap();
         let ctx = test_context(HostRoot::new(dir.path()));
         assert!(ListeningPortCollector.collect(&ctx).is_err());
+        let offline = tempfile::tempdir().unwrap();
+        let ctx = test_context(HostRoot::new(offline.path()));
+        assert_eq!(
+            ListeningPortCollector.collect(&ctx).unwrap(),
+            vec![],
+            "no /proc: nothing listens"
+        );
     }
 }

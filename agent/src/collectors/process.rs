@@ -45,6 +45,10 @@ impl ProcessInfo {
 /// Reads every user-space process, sorted by pid.
 pub fn gather(ctx: &Context) -> Result<Vec<ProcessInfo>, CollectError> {
     let proc_dir = ctx.root.join("/proc");
+    // A root with no /proc at all (a mounted image, a backup) runs no processes.
+    if !proc_dir.exists() {
+        return Ok(Vec::new());
+    }
     let processes = all_processes_with_root(&proc_dir).map_err(|error| CollectError::List {
         path: proc_dir.clone(),
         source: std::io::Error::other(error.to_string()),

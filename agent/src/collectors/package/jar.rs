@@ -59,7 +59,7 @@ impl Cataloger for JarCataloger {
 
 /// Catalogs one archive file and what it nests.
 fn catalog_archive(path: &Path, host_path: &Path) -> std::io::Result<Vec<Package>> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::root::open_regular(path)?;
     let size = file.metadata()?.len();
     if size > MAX_ARCHIVE_BYTES {
         return Err(std::io::Error::other(format!(
@@ -79,29 +79,49 @@ fn catalog_archive(path: &Path, host_path: &Path) -> std::io::Result<Vec<Package
     file.rewind()?;
     let mut packages = Vec::new();
     let mut budget = MAX_TOTAL_BYTES;
-    let location = host_path.display().to_string();
-    inspect(file, &location, sha256, 0, &mut budget, &mut packages);
+    let archive = Archive {
+        location: host_path.display().to_string(),
+        shown: path.display().to_string(),
+    };
+    inspect(file, &archive, sha256, 0, &mut budget, &mut packages);
     Ok(packages)
+}
+
+/// Where an archive is: as the host names it (records) and as the agent opened it (warnings).
+struct Archive {
+    location: String,
+    shown: String,
+}
+
+impl Archive {
+    fn nested(&self, name: &str) -> Archive {
+        Archive {
+            location: format!("{}:{name}", self.location),
+            shown: format!("{}:{name}", self.shown),
+        }
+    }
 }
 
 /// Reads one archive: its own identity, then its nested archives.
 fn inspect<R: Read + Seek>(
     reader: R,
-    location: &str,
+    archive_at: &Archive,
     sha256: String,
     depth: usize,
     budget: &mut u64,
     out: &mut Vec<Package>,
 ) {
+    let location = archive_at.location.as_str();
+    let shown = archive_at.shown.as_str();
     let mut archive = match zip::ZipArchive::new(reader) {
         Ok(archive) => archive,
         Err(error) => {
-            tracing::warn!(path = %location, %error, "skipping malformed java archive");
+            tracing::warn!(path = %shown, %error, "skipping malformed java archive");
             return;
         }
     };
     if archive.len() > MAX_ENTRIES {
-        tracing::warn!(path = %location, entries = archive.len(), limit = MAX_ENTRIES, "only the first entries of a large archive are read");
+        tracing::warn!(path = %shown, entries = archive.len(), limit = MAX_ENTRIES, "only the first entries of a large archive are read");
     }
     let mut manifest = BTreeMap::new();
     let mut poms: Vec<BTreeMap<String, String>> = Vec::new();
@@ -133,7 +153,7 @@ fn inspect<R: Read + Seek>(
         let bytes = match read_bounded(&mut entry, limit.min(*budget)) {
             Ok(bytes) => bytes,
             Err(reason) => {
-                tracing::warn!(path = %format!("{location}:{name}"), %reason, "skipping archive entry");
+                tracing::warn!(path = %format!("{shown}:{name}"), %reason, "skipping archive entry");
                 continue;
             }
         };
@@ -152,10 +172,9 @@ fn inspect<R: Read + Seek>(
     out.push(identify(file_name, &manifest, &poms, location, sha256));
     for (name, bytes) in nested {
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        let inner_location = format!("{location}:{name}");
         inspect(
             std::io::Cursor::new(bytes),
-            &inner_location,
+            &archive_at.nested(&name),
             sha256,
             depth + 1,
             budget,
