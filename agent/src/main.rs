@@ -33,6 +33,9 @@ enum Command {
         /// Collect only these kinds (comma separated).
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+        /// Also search this host directory for python, npm and java packages (repeatable).
+        #[arg(long = "package-dir", value_name = "DIR")]
+        package_dirs: Vec<PathBuf>,
     },
     /// Scan every interval and stream changes to a collector.
     Run {
@@ -54,6 +57,9 @@ enum Command {
         node_id: Option<String>,
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+        /// Also search this host directory for python, npm and java packages (repeatable).
+        #[arg(long = "package-dir", value_name = "DIR")]
+        package_dirs: Vec<PathBuf>,
     },
     /// Time each collector over repeated scans and print the agent's peak RSS.
     Bench {
@@ -61,6 +67,9 @@ enum Command {
         host_root: PathBuf,
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Also search this host directory for python, npm and java packages (repeatable).
+        #[arg(long = "package-dir", value_name = "DIR")]
+        package_dirs: Vec<PathBuf>,
     },
 }
 
@@ -92,10 +101,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             host_root,
             format,
             only,
+            package_dirs,
         } => {
             let redactor = Redactor::ephemeral().context("cannot create a redaction key")?;
             let scanner = Scanner::new(HostRoot::new(host_root), only, redactor)
-                .map_err(anyhow::Error::msg)?;
+                .map_err(anyhow::Error::msg)?
+                .with_package_dirs(package_dirs);
             let scan = scanner.scan();
             let mut out = std::io::stdout().lock();
             match format {
@@ -124,6 +135,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             host_root,
             node_id,
             only,
+            package_dirs,
         } => {
             let options = RunOptions {
                 collector,
@@ -133,6 +145,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 host_root,
                 node_id,
                 only,
+                package_dirs,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -149,10 +162,15 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { host_root, runs } => {
+        Command::Bench {
+            host_root,
+            runs,
+            package_dirs,
+        } => {
             let redactor = Redactor::ephemeral().context("cannot create a redaction key")?;
             let scanner = Scanner::new(HostRoot::new(host_root), None, redactor)
-                .map_err(anyhow::Error::msg)?;
+                .map_err(anyhow::Error::msg)?
+                .with_package_dirs(package_dirs);
             print!("{}", census_agent::bench::run(&scanner, runs));
             Ok(ExitCode::SUCCESS)
         }

@@ -69,6 +69,8 @@ pub struct Scanner {
     pub selection: Selection,
     pub cache: Arc<ScanCache>,
     pub redactor: Arc<Redactor>,
+    /// Extra directories searched for python, npm and java packages.
+    pub package_dirs: Arc<Vec<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -97,26 +99,42 @@ impl Scanner {
             selection,
             cache: Arc::default(),
             redactor: Arc::new(redactor),
+            package_dirs: Arc::default(),
         })
+    }
+
+    /// Also searches these host directories for python, npm and java packages.
+    pub fn with_package_dirs(mut self, dirs: Vec<std::path::PathBuf>) -> Self {
+        self.package_dirs = Arc::new(dirs);
+        self
     }
 
     /// A context for one scan.
     pub fn context(&self) -> Context {
         self.cache.begin_scan();
-        Context::new(self.root.clone(), self.cache.clone(), self.redactor.clone())
+        let mut ctx = Context::new(self.root.clone(), self.cache.clone(), self.redactor.clone());
+        ctx.package_dirs = self.package_dirs.clone();
+        ctx
     }
 
     /// Runs every selected collector once.
     pub fn scan(&self) -> Scan {
+        self.scan_selected(&self.selection)
+    }
+
+    /// Runs the collectors `selection` names once.
+    pub fn scan_selected(&self, selection: &Selection) -> Scan {
         let observed_at_ms = jiff::Timestamp::now().as_millisecond();
         let ctx = self.context();
         let kinds = self
             .collectors
             .iter()
-            .filter(|c| self.selection.includes(c.kind()))
+            .filter(|c| selection.includes(c.kind()))
             .map(|collector| {
                 let started = Instant::now();
-                let result = collector.collect(&ctx);
+                let result = collector
+                    .collect(&ctx)
+                    .map(|observations| unique_keys(collector.kind(), observations));
                 if let Err(error) = &result {
                     tracing::warn!(kind = collector.kind(), %error, "collector failed");
                 }
@@ -131,5 +149,43 @@ impl Scanner {
             observed_at_ms,
             kinds,
         }
+    }
+}
+
+/// Keeps the first observation of each key: a key names one record of its kind, and
+/// two records under one key would overwrite each other at the collector.
+fn unique_keys(kind: &str, observations: Vec<Observation>) -> Vec<Observation> {
+    let mut seen = std::collections::HashSet::new();
+    observations
+        .into_iter()
+        .filter(|o| {
+            let first = seen.insert(o.key.clone());
+            if !first {
+                tracing::warn!(kind, key = %o.key, "dropping a second record with the same key");
+            }
+            first
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use census_proto::v1::KernelModule;
+    use census_proto::v1::record::Body;
+
+    #[test]
+    fn duplicate_keys_keep_the_first_record() {
+        let module = |size| {
+            Observation::new(
+                "ext4",
+                Body::KernelModule(KernelModule {
+                    size,
+                    ..Default::default()
+                }),
+            )
+        };
+        let kept = unique_keys("kernel_module", vec![module(1), module(2)]);
+        assert_eq!(kept, vec![module(1)]);
     }
 }

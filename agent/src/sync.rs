@@ -40,6 +40,8 @@ pub struct RunOptions {
     /// Overrides the host's machine-id as node id.
     pub node_id: Option<String>,
     pub only: Option<Vec<String>>,
+    /// Extra directories searched for python, npm and java packages.
+    pub package_dirs: Vec<PathBuf>,
 }
 
 /// Why a run or one of its sessions stopped.

@@ -135,18 +135,18 @@ fn a_marker_process_and_its_port_arrive_tagged_and_leave_when_it_exits() -> Resu
     assert_eq!(listening["fields"]["port"], u32::from(port));
     assert_asset_tags(&listening, &node)?;
 
-    let nodes = collector.get("/api/v1/nodes")?;
-    let summary = nodes["nodes"]
-        .as_array()
-        .and_then(|n| n.iter().find(|n| n["id"] == node.as_str()))
-        .cloned();
-    let summary = summary.context("node missing from /api/v1/nodes")?;
+    // The first snapshot may span several batches: wait until it has all landed.
+    let summary = wait_for(ARRIVAL, "the node summary to count packages", || {
+        let nodes = collector.get("/api/v1/nodes")?;
+        let summary = nodes["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["id"] == node.as_str()))
+            .cloned()
+            .context("node missing from /api/v1/nodes")?;
+        Ok((summary["record_counts"]["package"].as_u64() >= Some(1)).then_some(summary))
+    })?;
     assert!(
         summary["record_counts"]["process"].as_u64() >= Some(1),
-        "{summary}"
-    );
-    assert!(
-        summary["record_counts"]["package"].as_u64() >= Some(1),
         "{summary}"
     );
     assert!(

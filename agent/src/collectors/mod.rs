@@ -112,6 +112,8 @@ pub struct Context {
     pub root: HostRoot,
     pub cache: Arc<ScanCache>,
     pub redactor: Arc<Redactor>,
+    /// Directories searched for python, npm and java packages besides the usual roots.
+    pub package_dirs: Arc<Vec<PathBuf>>,
     os_release: OnceLock<BTreeMap<String, String>>,
     users: OnceLock<Vec<PasswdEntry>>,
     groups: OnceLock<Vec<GroupEntry>>,
@@ -129,6 +131,7 @@ impl Context {
             root,
             cache,
             redactor,
+            package_dirs: Arc::default(),
             os_release: OnceLock::new(),
             users: OnceLock::new(),
             groups: OnceLock::new(),

@@ -269,6 +269,39 @@ mod tests {
     }
 
     #[test]
+    fn processes_carry_their_executable_hash_and_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "proc/stat", "btime 1700000000\n");
+        add_process(root, 77, "app", 0, &["/app/server"], 0);
+        let exe = root.join("app-binary");
+        std::fs::write(&exe, b"hello").unwrap();
+        std::fs::remove_file(root.join("proc/77/exe")).unwrap();
+        std::os::unix::fs::symlink(&exe, root.join("proc/77/exe")).unwrap();
+        let id = "0123456789abcdef".repeat(4);
+        write(
+            root,
+            "proc/77/cgroup",
+            &format!("0::/system.slice/docker-{id}.scope\n"),
+        );
+
+        let observations = ProcessCollector
+            .collect(&test_context(HostRoot::new(root)))
+            .unwrap();
+        let Body::Process(p) = &observations[0].body else {
+            panic!("not a process")
+        };
+        assert_eq!(
+            p.exe_sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(
+            (p.container_id.as_str(), p.container_runtime.as_str()),
+            (id.as_str(), "docker")
+        );
+    }
+
+    #[test]
     fn a_malformed_stat_skips_only_that_process() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();

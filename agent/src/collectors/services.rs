@@ -299,7 +299,8 @@ fn matches(signature: &Signature, process: &ProcessInfo) -> bool {
 pub fn detect(ctx: &Context, role: Role) -> Result<Vec<Service<'_>>, CollectError> {
     let processes = ctx.processes()?;
     let listeners = ctx.listeners().unwrap_or_default();
-    let packages = ctx.packages().unwrap_or_default();
+    // Cataloging packages is the expensive part: only when there is a version to find.
+    let packages = std::cell::OnceCell::new();
     let by_pid: BTreeMap<u32, &ProcessInfo> = processes.iter().map(|p| (p.pid, p)).collect();
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for process in processes {
@@ -325,13 +326,23 @@ pub fn detect(ctx: &Context, role: Role) -> Result<Vec<Service<'_>>, CollectErro
             if signature.needs_listener && listen.is_empty() {
                 continue;
             }
-            let version = version(signature, process, packages);
-            services.push(Service {
+            let version = version(
+                signature,
+                process,
+                packages.get_or_init(|| ctx.packages().unwrap_or_default()),
+            );
+            let service = Service {
                 signature,
                 main: process,
                 listen,
                 version,
-            });
+            };
+            // Orphaned workers (their master gone) share the master's sockets: one
+            // instance per endpoint, kept as its lowest pid.
+            if services.iter().any(|s: &Service| s.key() == service.key()) {
+                continue;
+            }
+            services.push(service);
         }
     }
     Ok(services)
@@ -453,6 +464,42 @@ mod tests {
         );
         assert_eq!(find(&gunicorn), ["gunicorn"]);
         assert!(find(&process(1, 0, "bash", "/usr/bin/bash", &["bash"])).is_empty());
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn orphaned_workers_sharing_a_socket_are_one_instance() {
+        use crate::collectors::test_context;
+        use crate::root::HostRoot;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "proc/net/tcp",
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+             0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0\n",
+        );
+        for pid in [31287, 31288] {
+            // Parent 1: the master is gone.
+            write(
+                &format!("proc/{pid}/stat"),
+                &format!(
+                    "{pid} (nginx) S 1 {pid} {pid} 0 -1 4194624 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+                ),
+            );
+            write(&format!("proc/{pid}/cmdline"), "nginx: worker process\0");
+            std::fs::create_dir_all(root.join(format!("proc/{pid}/fd"))).unwrap();
+            std::os::unix::fs::symlink("socket:[4242]", root.join(format!("proc/{pid}/fd/6")))
+                .unwrap();
+        }
+        let ctx = test_context(HostRoot::new(root));
+        let services = detect(&ctx, Role::WebServer).unwrap();
+        let found: Vec<_> = services.iter().map(|s| (s.key(), s.main.pid)).collect();
+        assert_eq!(found, [("nginx@tcp/127.0.0.1:8080".to_string(), 31287)]);
     }
 
     #[test]

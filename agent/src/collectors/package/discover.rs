@@ -66,12 +66,16 @@ pub struct Discovered {
     pub truncated: bool,
 }
 
-/// Walks [`SEARCH_ROOTS`] without following symlinks.
+/// Walks [`SEARCH_ROOTS`] and the configured package directories without following symlinks.
 pub fn discover(ctx: &Context) -> Discovered {
     let mut found = Discovered::default();
     let mut budget = MAX_ENTRIES;
-    for root in SEARCH_ROOTS {
-        walk(ctx, Path::new(root), 0, &mut budget, &mut found);
+    let roots = SEARCH_ROOTS
+        .iter()
+        .map(PathBuf::from)
+        .chain(ctx.package_dirs.iter().cloned());
+    for root in roots {
+        walk(ctx, &root, 0, &mut budget, &mut found);
     }
     if found.truncated {
         tracing::warn!(
@@ -152,8 +156,12 @@ mod tests {
         std::fs::write(root.join("srv/shop/webapps/shop.war"), b"PK").unwrap();
         std::fs::write(root.join("opt/app/lib.JAR"), b"PK").unwrap();
         std::os::unix::fs::symlink("/", root.join("opt/loop")).unwrap();
+        std::fs::create_dir_all(root.join("data/apps/lib")).unwrap();
+        std::fs::write(root.join("data/apps/lib/extra-2.0.jar"), b"PK").unwrap();
 
-        let found = discover(&test_context(HostRoot::new(root)));
+        let mut ctx = test_context(HostRoot::new(root));
+        ctx.package_dirs = std::sync::Arc::new(vec![PathBuf::from("/data/apps")]);
+        let found = discover(&ctx);
         let paths = |set: &BTreeSet<PathBuf>| {
             set.iter()
                 .map(|p| p.display().to_string())
@@ -169,7 +177,11 @@ mod tests {
         assert_eq!(paths(&found.node_modules), ["/opt/app/node_modules"]);
         assert_eq!(
             paths(&found.archives),
-            ["/opt/app/lib.JAR", "/srv/shop/webapps/shop.war"]
+            [
+                "/data/apps/lib/extra-2.0.jar",
+                "/opt/app/lib.JAR",
+                "/srv/shop/webapps/shop.war"
+            ]
         );
         assert!(!found.truncated);
     }
