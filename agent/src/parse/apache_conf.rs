@@ -246,6 +246,7 @@ fn truncate(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     const HTTPD_CONF: &str = r#"# httpd.conf
 ServerRoot "/usr/local/apache2"
@@ -444,12 +445,5 @@ Last \\";
                     .all(|s| s.line >= 1 && s.line <= lines)
             );
         }
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }

@@ -120,6 +120,7 @@ fn truncate(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     const INSTALLED: &str = "\
 C:Q1Ei7oVmzR6x6Fk9p2h9kGSJ0dbnU=
@@ -260,12 +261,5 @@ V:3
                     .all(|s| s.line >= 1 && s.line <= lines)
             );
         }
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }

@@ -277,6 +277,7 @@ fn quoted_prefix(s: &str) -> Option<(String, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     const MODINFO: &str = "path\tgithub.com/containerd/containerd/cmd/containerd
 mod\tgithub.com/containerd/containerd\t(devel)\t
@@ -496,12 +497,5 @@ build\tvcs.modified=false
         let bytes = std::fs::read(path).unwrap();
         let info = find(&bytes).unwrap_or_else(|| panic!("no build info in {path}"));
         assert!(info.go_version.starts_with("go"), "{path}: {info:?}");
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }

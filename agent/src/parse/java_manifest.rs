@@ -82,6 +82,7 @@ fn truncate(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     fn pairs(parsed: &Parsed<(String, String)>) -> Vec<(&str, &str)> {
         parsed
@@ -184,12 +185,5 @@ Implementation-Version: 9.9.9\r\n";
                     .all(|s| s.line >= 1 && s.line <= lines)
             );
         }
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }

@@ -132,6 +132,7 @@ fn unescape(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     fn pairs(parsed: &Parsed<(String, String)>) -> Vec<(&str, &str)> {
         parsed
@@ -238,12 +239,5 @@ last = cut at end of file \\";
                     .all(|s| s.line >= 1 && s.line <= lines)
             );
         }
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }

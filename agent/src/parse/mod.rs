@@ -74,6 +74,18 @@ pub(crate) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> 
         .map(|(i, line)| (i + 1, line.strip_suffix('\r').unwrap_or(line)))
 }
 
+/// Pseudo-random input for the parsers' garbage tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// xorshift64: a fast, repeatable sequence from a seed.
+    pub fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -95,6 +107,9 @@ mod tests {
             Just("*/5 * * * * root /bin/true\n".to_string()),
             Just("%sudo ALL=(ALL:ALL) ALL\n".to_string()),
             Just("alice:$6$x$y:19000:0:99999:7:::\n".to_string()),
+            Just("server { listen 80; }\n".to_string()),
+            Just("<VirtualHost *:80>\n".to_string()),
+            Just("P:musl\nV:1.2\n".to_string()),
             ".{0,12}",
         ];
         proptest::collection::vec(fragment, 0..40).prop_map(|parts| parts.concat())
@@ -116,12 +131,19 @@ mod tests {
                 super::systemd_unit::parse(&text).1,
                 super::crontab::parse(&text, true).skipped,
                 super::crontab::parse(&text, false).skipped,
+                super::apk::parse(&text).skipped,
+                super::java_properties::parse(&text).skipped,
+                super::apache_conf::parse(&text).skipped,
             ]
             .into_iter()
             .flatten()
             .map(|s| s.line)
             .collect();
             let _ = super::cgroup::container_of(&text);
+            let _ = super::nginx_conf::parse(&text);
+            let _ = super::python_metadata::parse(&text);
+            let _ = super::npm_package::parse(&text);
+            let _ = super::java_manifest::parse(&text);
             for line in skipped {
                 prop_assert!(line >= 1 && line <= lines, "line {} of {}", line, lines);
             }

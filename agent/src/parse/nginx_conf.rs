@@ -404,6 +404,7 @@ fn truncate(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     const NGINX_CONF: &str = r#"# /etc/nginx/nginx.conf
 user  nginx;
@@ -690,12 +691,5 @@ a\\;b c\\ d \"e\\tf\" g#notcomment;\nset $x ${y}z;\nlast \"q\"";
                 );
             }
         }
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }

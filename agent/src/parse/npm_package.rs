@@ -72,6 +72,7 @@ fn license(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     #[test]
     fn parses_a_package_json() {
@@ -162,12 +163,5 @@ mod tests {
         }
         // Deep nesting hits serde_json's recursion limit, an error, not a crash.
         assert!(parse(&"[".repeat(100_000)).is_err());
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }

@@ -77,6 +77,7 @@ fn first_line(value: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     #[test]
     fn parses_dist_info_metadata_and_ignores_the_body() {
@@ -169,12 +170,5 @@ License: not-a-header
             }
             let _ = parse(&String::from_utf8_lossy(&bytes));
         }
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }

@@ -227,6 +227,7 @@ fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::xorshift;
 
     const TYPE_BIN: u32 = 7;
 
@@ -475,12 +476,5 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|_| xorshift(&mut state) as u8).collect();
             let _ = parse(&bytes);
         }
-    }
-
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 }
