@@ -150,6 +150,17 @@ fn details(observation: &Observation) -> String {
         Body::StartupService(s) => format!("{} {}", s.state, s.exec_start),
         Body::ScheduledTask(t) => format!("{} {} {}", t.schedule, t.user, t.command),
         Body::EnvironmentVariable(e) => format!("{}={}", e.name, e.value),
+        Body::Image(i) => format!(
+            "{}/{}:{} {} MiB {}/{}",
+            i.repository,
+            i.name,
+            i.tags.join(","),
+            i.size_bytes / MIB,
+            i.os,
+            i.arch
+        ),
+        Body::ImageHistory(h) => format!("{} bytes {}", h.size_bytes, h.created_by),
+        Body::Container(c) => format!("{} {} {} {}", c.name, c.state, c.image_ref, c.pod_name),
     };
     clip(&text, 100)
 }

@@ -56,6 +56,9 @@ kinds! {
     StartupService => "startup_service",
     ScheduledTask => "scheduled_task",
     EnvironmentVariable => "environment_variable",
+    Image => "image",
+    ImageHistory => "image_history",
+    Container => "container",
 }
 
 /// Kinds whose every field is volatile: their fingerprint never changes, so agents send
@@ -76,6 +79,8 @@ impl Body {
             }
             Body::KernelModule(m) => m.refcount = 0,
             Body::ResourceUsage(usage) => *usage = Default::default(),
+            // "Up 3 minutes" changes every second.
+            Body::Container(container) => container.status.clear(),
             _ => {}
         }
         body

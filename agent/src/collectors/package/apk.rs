@@ -4,6 +4,7 @@ use census_proto::v1::Package;
 use super::{Cataloger, purl};
 use crate::collectors::{CollectError, Context};
 use crate::parse::apk;
+use std::collections::BTreeMap;
 
 const DATABASE: &str = "/lib/apk/db/installed";
 const DATABASE_LIMIT: u64 = 256 * 1024 * 1024;
@@ -23,37 +24,42 @@ impl Cataloger for ApkCataloger {
             Err(error) => return Err(error.into()),
         };
         let os = ctx.os_release();
-        let namespace = os.get("ID").map(String::as_str).unwrap_or("alpine");
-        let distro = os.get("VERSION_ID").map(|v| format!("{namespace}-{v}"));
         Ok(apk::parse(&text)
             .warn_skipped(&ctx.root.join(DATABASE))
             .into_iter()
-            .map(|p| {
-                let mut qualifiers = vec![("arch", p.arch.clone())];
-                if !p.origin.is_empty() && p.origin != p.name {
-                    qualifiers.push(("upstream", p.origin.clone()));
-                }
-                qualifiers.extend(distro.clone().map(|d| ("distro", d)));
-                Package {
-                    ecosystem: "apk".into(),
-                    purl: purl("apk", Some(namespace), &p.name, &p.version, &qualifiers),
-                    source_name: if p.origin.is_empty() {
-                        p.name.clone()
-                    } else {
-                        p.origin
-                    },
-                    source_version: p.version.clone(),
-                    status: "installed".into(),
-                    name: p.name,
-                    version: p.version,
-                    arch: p.arch,
-                    maintainer: p.maintainer,
-                    installed_size_bytes: p.installed_size,
-                    license: p.license,
-                    ..Package::default()
-                }
-            })
+            .map(|p| apk_package(p, os))
             .collect())
+    }
+}
+
+/// An Alpine package record from its database block and the system's os-release.
+pub fn apk_package(p: apk::ApkPackage, os: &BTreeMap<String, String>) -> Package {
+    let namespace = os.get("ID").map(String::as_str).unwrap_or("alpine");
+    let mut qualifiers = vec![("arch", p.arch.clone())];
+    if !p.origin.is_empty() && p.origin != p.name {
+        qualifiers.push(("upstream", p.origin.clone()));
+    }
+    qualifiers.extend(
+        os.get("VERSION_ID")
+            .map(|v| ("distro", format!("{namespace}-{v}"))),
+    );
+    Package {
+        ecosystem: "apk".into(),
+        purl: purl("apk", Some(namespace), &p.name, &p.version, &qualifiers),
+        source_name: if p.origin.is_empty() {
+            p.name.clone()
+        } else {
+            p.origin
+        },
+        source_version: p.version.clone(),
+        status: "installed".into(),
+        name: p.name,
+        version: p.version,
+        arch: p.arch,
+        maintainer: p.maintainer,
+        installed_size_bytes: p.installed_size,
+        license: p.license,
+        ..Package::default()
     }
 }
 

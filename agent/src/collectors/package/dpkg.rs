@@ -3,7 +3,8 @@ use census_proto::v1::Package;
 
 use super::{Cataloger, purl};
 use crate::collectors::{CollectError, Context};
-use crate::parse::dpkg::parse_status;
+use crate::parse::dpkg::{DpkgPackage, parse_status};
+use std::collections::BTreeMap;
 
 const STATUS_PATH: &str = "/var/lib/dpkg/status";
 /// The status file of a large host is a few MB; refuse anything absurd.
@@ -24,38 +25,40 @@ impl Cataloger for DpkgCataloger {
             Err(error) => return Err(error.into()),
         };
         let os = ctx.os_release();
-        let namespace = os.get("ID").map(String::as_str).unwrap_or("debian");
-        let distro = match os.get("VERSION_ID") {
-            Some(version) => format!("{namespace}-{version}"),
-            None => namespace.to_string(),
-        };
         let packages = parse_status(&text)
             .warn_skipped(&ctx.root.join(STATUS_PATH))
             .into_iter()
             .filter(|p| p.files_present())
-            .map(|p| {
-                let mut qualifiers = vec![("arch", p.arch.clone())];
-                if p.source_name != p.name {
-                    qualifiers.push(("upstream", p.source_name.clone()));
-                }
-                qualifiers.push(("distro", distro.clone()));
-                let package_url = purl("deb", Some(namespace), &p.name, &p.version, &qualifiers);
-                Package {
-                    ecosystem: "deb".to_string(),
-                    purl: package_url,
-                    name: p.name,
-                    version: p.version,
-                    arch: p.arch,
-                    source_name: p.source_name,
-                    source_version: p.source_version,
-                    status: p.status,
-                    maintainer: p.maintainer,
-                    installed_size_bytes: p.installed_size_kib * 1024,
-                    ..Package::default()
-                }
-            })
+            .map(|p| deb_package(p, os))
             .collect();
         Ok(packages)
+    }
+}
+
+/// A Debian package record from its status paragraph and the system's os-release.
+pub fn deb_package(p: DpkgPackage, os: &BTreeMap<String, String>) -> Package {
+    let namespace = os.get("ID").map(String::as_str).unwrap_or("debian");
+    let distro = match os.get("VERSION_ID") {
+        Some(version) => format!("{namespace}-{version}"),
+        None => namespace.to_string(),
+    };
+    let mut qualifiers = vec![("arch", p.arch.clone())];
+    if p.source_name != p.name {
+        qualifiers.push(("upstream", p.source_name.clone()));
+    }
+    qualifiers.push(("distro", distro));
+    Package {
+        ecosystem: "deb".to_string(),
+        purl: purl("deb", Some(namespace), &p.name, &p.version, &qualifiers),
+        name: p.name,
+        version: p.version,
+        arch: p.arch,
+        source_name: p.source_name,
+        source_version: p.source_version,
+        status: p.status,
+        maintainer: p.maintainer,
+        installed_size_bytes: p.installed_size_kib * 1024,
+        ..Package::default()
     }
 }
 

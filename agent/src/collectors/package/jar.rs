@@ -87,6 +87,24 @@ fn catalog_archive(path: &Path, host_path: &Path) -> std::io::Result<Vec<Package
     Ok(packages)
 }
 
+/// Catalogs an archive read from anywhere (an image layer): `location` names it in
+/// records, `shown` in warnings.
+pub fn catalog_reader<R: Read + Seek>(
+    reader: R,
+    location: &str,
+    shown: &str,
+    sha256: String,
+) -> Vec<Package> {
+    let mut packages = Vec::new();
+    let mut budget = MAX_TOTAL_BYTES;
+    let archive = Archive {
+        location: location.to_string(),
+        shown: shown.to_string(),
+    };
+    inspect(reader, &archive, sha256, 0, &mut budget, &mut packages);
+    packages
+}
+
 /// Where an archive is: as the host names it (records) and as the agent opened it (warnings).
 struct Archive {
     location: String,

@@ -90,28 +90,31 @@ fn read_package(ctx: &Context, dir: &Path, depth: usize, packages: &mut Vec<Pack
         }
     };
     match npm_package::parse(&text) {
-        Ok(package) => {
-            let (namespace, name) = match package.name.split_once('/') {
-                Some((scope, name)) if scope.starts_with('@') => (Some(scope), name),
-                _ => (None, package.name.as_str()),
-            };
-            packages.push(Package {
-                ecosystem: "npm".into(),
-                purl: purl("npm", namespace, name, &package.version, &[]),
-                name: package.name.clone(),
-                version: package.version,
-                license: package.license,
-                status: "installed".into(),
-                location: dir.display().to_string(),
-                ..Package::default()
-            });
-        }
+        Ok(package) => packages.push(npm_package_record(package, dir.display().to_string())),
         Err(reason) => {
             tracing::warn!(path = %ctx.root.join(&manifest).display(), %reason, "skipping malformed package.json");
         }
     }
     if !linked {
         walk(ctx, &dir.join("node_modules"), depth + 1, packages);
+    }
+}
+
+/// An npm package record from its package.json, found in directory `location`.
+pub fn npm_package_record(package: npm_package::NpmPackage, location: String) -> Package {
+    let (namespace, name) = match package.name.split_once('/') {
+        Some((scope, name)) if scope.starts_with('@') => (Some(scope), name),
+        _ => (None, package.name.as_str()),
+    };
+    Package {
+        ecosystem: "npm".into(),
+        purl: purl("npm", namespace, name, &package.version, &[]),
+        name: package.name.clone(),
+        version: package.version,
+        license: package.license,
+        status: "installed".into(),
+        location,
+        ..Package::default()
     }
 }
 

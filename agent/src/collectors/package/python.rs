@@ -66,20 +66,25 @@ fn read_distribution(ctx: &Context, metadata: &Path, location: &Path) -> Option<
         }
     };
     match python_metadata::parse(&String::from_utf8_lossy(&bytes)) {
-        Ok(dist) => Some(Package {
-            ecosystem: "python".into(),
-            purl: purl("pypi", None, &normalize(&dist.name), &dist.version, &[]),
-            name: dist.name,
-            version: dist.version,
-            license: dist.license,
-            status: "installed".into(),
-            location: location.display().to_string(),
-            ..Package::default()
-        }),
+        Ok(dist) => Some(python_package(dist, location.display().to_string())),
         Err(reason) => {
             tracing::warn!(path = %path.display(), %reason, "skipping malformed python metadata");
             None
         }
+    }
+}
+
+/// A Python package record from its metadata, found at `location`.
+pub fn python_package(dist: python_metadata::PythonDist, location: String) -> Package {
+    Package {
+        ecosystem: "python".into(),
+        purl: purl("pypi", None, &normalize(&dist.name), &dist.version, &[]),
+        name: dist.name,
+        version: dist.version,
+        license: dist.license,
+        status: "installed".into(),
+        location,
+        ..Package::default()
     }
 }
 

@@ -47,39 +47,46 @@ impl Cataloger for RpmCataloger {
         let sqlite_error =
             |error: rusqlite::Error| CollectError::Source(format!("{}: {error}", path.display()));
         let connection = open_read_only(&path).map_err(sqlite_error)?;
-        let mut statement = connection
-            .prepare("SELECT hnum, blob FROM Packages")
-            .map_err(sqlite_error)?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(sqlite_error)?;
+        let headers = headers(&connection, &path.display().to_string()).map_err(sqlite_error)?;
         let os = ctx.os_release();
-        let namespace = os
-            .get("ID")
-            .map(String::as_str)
-            .unwrap_or("rpm")
-            .to_string();
-        let distro = os.get("VERSION_ID").map(|v| format!("{namespace}-{v}"));
-        let mut packages = Vec::new();
-        for row in rows {
-            let (hnum, blob) = row.map_err(sqlite_error)?;
-            let header = match rpm_header::parse(&blob) {
-                Ok(header) => header,
-                Err(reason) => {
-                    tracing::warn!(path = %path.display(), hnum, %reason, "skipping malformed rpm header");
-                    continue;
-                }
-            };
-            // Imported signing keys are stored as packages named gpg-pubkey.
-            if header.name == "gpg-pubkey" {
-                continue;
-            }
-            packages.push(package(header, &namespace, distro.as_deref()));
-        }
-        Ok(packages)
+        Ok(headers
+            .into_iter()
+            .map(|header| rpm_package(header, os))
+            .collect())
     }
+}
+
+/// Every package header of an rpm database, without the gpg-pubkey pseudo-packages
+/// (imported signing keys); malformed headers are skipped with a warning naming `shown`.
+pub fn headers(
+    connection: &Connection,
+    shown: &str,
+) -> rusqlite::Result<Vec<rpm_header::RpmHeader>> {
+    let mut statement = connection.prepare("SELECT hnum, blob FROM Packages")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut headers = Vec::new();
+    for row in rows {
+        let (hnum, blob) = row?;
+        match rpm_header::parse(&blob) {
+            Ok(header) if header.name == "gpg-pubkey" => {}
+            Ok(header) => headers.push(header),
+            Err(reason) => {
+                tracing::warn!(path = %shown, hnum, %reason, "skipping malformed rpm header")
+            }
+        }
+    }
+    Ok(headers)
+}
+
+/// The headers of an rpm database held in memory (an image layer's rpmdb.sqlite).
+pub fn headers_from_bytes(bytes: &[u8], shown: &str) -> Result<Vec<rpm_header::RpmHeader>, String> {
+    let mut connection = Connection::open_in_memory().map_err(|e| e.to_string())?;
+    connection
+        .deserialize_read_exact(rusqlite::MAIN_DB, bytes, bytes.len(), true)
+        .map_err(|e| format!("not an SQLite database: {e}"))?;
+    headers(&connection, shown).map_err(|e| e.to_string())
 }
 
 /// Opens read-only without writing a lock or WAL index next to the host's database.
@@ -94,7 +101,13 @@ fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     })
 }
 
-fn package(header: rpm_header::RpmHeader, namespace: &str, distro: Option<&str>) -> Package {
+/// An RPM package record from its header and the system's os-release.
+pub fn rpm_package(
+    header: rpm_header::RpmHeader,
+    os: &std::collections::BTreeMap<String, String>,
+) -> Package {
+    let namespace = os.get("ID").map(String::as_str).unwrap_or("rpm");
+    let distro = os.get("VERSION_ID").map(|v| format!("{namespace}-{v}"));
     let version = format!("{}-{}", header.version, header.release);
     let evr = match header.epoch {
         Some(epoch) => format!("{epoch}:{version}"),
@@ -110,7 +123,7 @@ fn package(header: rpm_header::RpmHeader, namespace: &str, distro: Option<&str>)
     if source_name != header.name {
         qualifiers.push(("upstream", header.source_rpm.clone()));
     }
-    qualifiers.extend(distro.map(|d| ("distro", d.to_string())));
+    qualifiers.extend(distro.map(|d| ("distro", d)));
     Package {
         ecosystem: "rpm".into(),
         purl: purl("rpm", Some(namespace), &header.name, &version, &qualifiers),
