@@ -63,14 +63,20 @@ impl Collector for PackageCollector {
 
 /// `deb/libc6/amd64` for packages of a system database; `python/requests@/usr/lib/...`
 /// for packages found at a location, where the same name may be installed many times.
+/// Packages inside an image are keyed under the image: `sha256:.../deb/libc6/amd64`.
 pub fn package_key(package: &Package) -> String {
-    if package.location.is_empty() {
+    let key = if package.location.is_empty() {
         format!("{}/{}/{}", package.ecosystem, package.name, package.arch)
     } else {
         format!(
             "{}/{}@{}",
             package.ecosystem, package.name, package.location
         )
+    };
+    if package.image_id.is_empty() {
+        key
+    } else {
+        format!("{}/{key}", package.image_id)
     }
 }
 
