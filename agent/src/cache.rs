@@ -61,6 +61,7 @@ pub struct ScanCache {
     scan: AtomicU64,
     exes: Mutex<HashMap<FileId, Cached<Arc<ExeInfo>>>>,
     archives: Mutex<HashMap<FileId, Cached<Arc<Vec<census_proto::v1::Package>>>>>,
+    images: Mutex<HashMap<String, Cached<Arc<Vec<census_proto::v1::Package>>>>>,
     /// sysinfo's view, kept so CPU usage is measured between two scans.
     pub(crate) system: Mutex<Option<sysinfo::System>>,
 }
@@ -103,10 +104,20 @@ impl ScanCache {
         self.remember(&self.archives, id, catalog)
     }
 
-    fn remember<T>(
+    /// Packages of the image `image_id`, cataloged once: an image's content never
+    /// changes under its id.
+    pub fn image(
         &self,
-        map: &Mutex<HashMap<FileId, Cached<Arc<T>>>>,
-        id: FileId,
+        image_id: &str,
+        catalog: impl FnOnce() -> io::Result<Vec<census_proto::v1::Package>>,
+    ) -> io::Result<Arc<Vec<census_proto::v1::Package>>> {
+        self.remember(&self.images, image_id.to_string(), catalog)
+    }
+
+    fn remember<K: std::hash::Hash + Eq, T>(
+        &self,
+        map: &Mutex<HashMap<K, Cached<Arc<T>>>>,
+        id: K,
         compute: impl FnOnce() -> io::Result<T>,
     ) -> io::Result<Arc<T>> {
         let scan = self.scan.load(Ordering::Relaxed);

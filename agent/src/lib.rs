@@ -9,6 +9,7 @@ pub mod output;
 pub mod parse;
 pub mod redact;
 pub mod root;
+pub mod runtime;
 pub mod scan;
 pub mod state;
 pub mod sync;

@@ -15,10 +15,13 @@ use crate::redact::Redactor;
 use crate::root::{HostRoot, ReadError};
 
 pub mod account;
+pub mod container;
 pub mod database;
 pub mod environment_variable;
 pub mod group;
 pub mod host;
+pub mod image;
+pub mod image_history;
 pub mod kernel_module;
 pub mod listening_port;
 pub mod package;
@@ -102,6 +105,9 @@ pub fn registry() -> Vec<Box<dyn Collector>> {
         Box::new(web_framework::WebFrameworkCollector),
         Box::new(web_site::WebSiteCollector),
         Box::new(web_application::WebApplicationCollector),
+        Box::new(image::ImageCollector),
+        Box::new(image_history::ImageHistoryCollector),
+        Box::new(container::ContainerCollector),
     ]
 }
 
@@ -114,6 +120,8 @@ pub struct Context {
     pub redactor: Arc<Redactor>,
     /// Directories searched for python, npm and java packages besides the usual roots.
     pub package_dirs: Arc<Vec<PathBuf>>,
+    /// The container runtime socket to use instead of discovering one (`--runtime-socket`).
+    pub runtime_socket: Option<PathBuf>,
     os_release: OnceLock<BTreeMap<String, String>>,
     users: OnceLock<Vec<PasswdEntry>>,
     groups: OnceLock<Vec<GroupEntry>>,
@@ -123,6 +131,8 @@ pub struct Context {
     listeners: OnceLock<Result<Vec<listening_port::Listener>, String>>,
     packages: OnceLock<Result<Vec<census_proto::v1::Package>, String>>,
     discovered: OnceLock<package::discover::Discovered>,
+    docker: OnceLock<Result<Option<crate::runtime::docker::DockerInventory>, String>>,
+    image_packages: OnceLock<Result<Vec<census_proto::v1::Package>, String>>,
 }
 
 impl Context {
@@ -132,6 +142,7 @@ impl Context {
             cache,
             redactor,
             package_dirs: Arc::default(),
+            runtime_socket: None,
             os_release: OnceLock::new(),
             users: OnceLock::new(),
             groups: OnceLock::new(),
@@ -141,6 +152,8 @@ impl Context {
             listeners: OnceLock::new(),
             packages: OnceLock::new(),
             discovered: OnceLock::new(),
+            docker: OnceLock::new(),
+            image_packages: OnceLock::new(),
         }
     }
 
@@ -157,6 +170,32 @@ impl Context {
     /// Installed packages of every ecosystem (see [`package::gather`]).
     pub fn packages(&self) -> Result<&[census_proto::v1::Package], CollectError> {
         shared(&self.packages, || package::gather(self))
+    }
+
+    /// The socket of the node's Docker Engine, if it has one.
+    pub fn docker_socket(&self) -> Option<PathBuf> {
+        crate::runtime::docker_socket(&self.root, self.runtime_socket.as_ref())
+    }
+
+    /// Docker's images and containers; `None` on a node without Docker.
+    pub fn docker(&self) -> Result<Option<&crate::runtime::docker::DockerInventory>, CollectError> {
+        let inventory = self.docker.get_or_init(|| {
+            let Some(socket) = self.docker_socket() else {
+                return Ok(None);
+            };
+            crate::runtime::docker::inventory(&socket)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        });
+        match inventory {
+            Ok(inventory) => Ok(inventory.as_ref()),
+            Err(error) => Err(CollectError::Source(error.clone())),
+        }
+    }
+
+    /// Packages inside the node's images, each image read once per agent (by image id).
+    pub fn image_packages(&self) -> Result<&[census_proto::v1::Package], CollectError> {
+        shared(&self.image_packages, || package::image::gather(self))
     }
 
     /// Python, npm and Java package locations (see [`package::discover`]).

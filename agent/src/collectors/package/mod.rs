@@ -8,6 +8,7 @@ pub mod apk;
 pub mod discover;
 pub mod dpkg;
 pub mod go;
+pub mod image;
 pub mod jar;
 pub mod npm;
 pub mod python;
@@ -53,9 +54,11 @@ impl Collector for PackageCollector {
     }
 
     fn collect(&self, ctx: &Context) -> Result<Vec<Observation>, CollectError> {
-        Ok(ctx
-            .packages()?
+        let host = ctx.packages()?;
+        let images = ctx.image_packages()?;
+        Ok(host
             .iter()
+            .chain(images)
             .map(|package| Observation::new(package_key(package), Body::Package(package.clone())))
             .collect())
     }
