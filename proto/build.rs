@@ -2,7 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
-    let files = ["proto/census/v1/census.proto"];
+    let files = ["proto/census/v1/census.proto", "proto/runtime/v1/cri.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -153,6 +153,9 @@ fn read_layer_tar(reader: impl Read, shown: &str) -> std::io::Result<Layer> {
             tracing::warn!(layer = %shown, path = %String::from_utf8_lossy(&raw), "skipping a layer entry whose path leaves the image root");
             continue;
         };
+        if path.is_empty() {
+            continue;
+        }
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
         if name == ".wh..wh..opq" {
             layer.opaque.push(dir.to_string());
@@ -179,8 +182,8 @@ fn read_layer_tar(reader: impl Read, shown: &str) -> std::io::Result<Layer> {
     Ok(layer)
 }
 
-/// A layer path relative to the image root: `./a/b` and `/a/b` become `a/b`; a path
-/// with `..` is refused.
+/// A layer path relative to the image root: `./a/b` and `/a/b` become `a/b`, the root
+/// itself becomes `""`; a path with `..` is refused.
 fn clean_path(path: &str) -> Option<String> {
     let mut parts = Vec::new();
     for part in path.split('/') {
@@ -190,7 +193,7 @@ fn clean_path(path: &str) -> Option<String> {
             part => parts.push(part),
         }
     }
-    (!parts.is_empty()).then(|| parts.join("/"))
+    Some(parts.join("/"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -602,6 +605,7 @@ mod tests {
         assert_eq!(keys(&packages), ["sha256:e/deb/libc6/amd64 2.36-9+deb12u4"]);
         assert_eq!(clean_path("./a//b/"), Some("a/b".into()));
         assert_eq!(clean_path("a/../../b"), None);
+        assert_eq!(clean_path("./"), Some(String::new()));
 
         let mut no_manifest = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();

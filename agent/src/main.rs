@@ -61,6 +61,21 @@ enum Command {
         #[arg(long = "package-dir", value_name = "DIR")]
         package_dirs: Vec<PathBuf>,
     },
+    /// Catalog the packages inside an image archive (`docker save` output), or an image
+    /// of the node's Docker Engine, without extracting it.
+    ScanImage {
+        /// An image archive on disk.
+        #[arg(long, conflicts_with = "image")]
+        archive: Option<PathBuf>,
+        /// An image of the Docker Engine (name, reference or id), read through its export.
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Docker socket (default: discovered).
+        #[arg(long)]
+        runtime_socket: Option<PathBuf>,
+    },
     /// Time each collector over repeated scans and print the agent's peak RSS.
     Bench {
         #[arg(long, default_value = "/")]
@@ -162,6 +177,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::ScanImage {
+            archive,
+            image,
+            format,
+            runtime_socket,
+        } => scan_image(archive, image, format, runtime_socket),
         Command::Bench {
             host_root,
             runs,
@@ -175,6 +196,72 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Catalogs one image archive or Docker image and prints its packages.
+fn scan_image(
+    archive: Option<PathBuf>,
+    image: Option<String>,
+    format: Format,
+    runtime_socket: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use census_agent::image_contents::catalog_export;
+    let started = std::time::Instant::now();
+    let packages = match (archive, image) {
+        (Some(path), _) => {
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let id = format!("archive:{}", path.display());
+            catalog_export(std::io::BufReader::new(file), &id)
+                .with_context(|| format!("cannot catalog {}", path.display()))?
+        }
+        (None, Some(image)) => {
+            let root = HostRoot::new("/");
+            let socket = census_agent::runtime::docker_socket(&root, runtime_socket.as_ref())
+                .context("no Docker socket found (pass --runtime-socket)")?;
+            let id = census_agent::runtime::block_on(async {
+                let docker = census_agent::runtime::docker::connect(&socket).await?;
+                docker
+                    .inspect_image(&image)
+                    .await
+                    .map_err(|e| census_agent::runtime::RuntimeError::Docker(e.to_string()))
+            })??
+            .id
+            .context("image has no id")?;
+            census_agent::runtime::docker::export(&socket, &id, |reader| {
+                catalog_export(reader, &id)
+            })??
+        }
+        (None, None) => anyhow::bail!("pass --archive FILE or --image NAME"),
+    };
+    tracing::info!(packages = packages.len(), elapsed = ?started.elapsed(), peak_rss = census_agent::bench::peak_rss().unwrap_or_default(), "image cataloged");
+    let scan = census_agent::scan::Scan {
+        observed_at_ms: jiff::Timestamp::now().as_millisecond(),
+        kinds: vec![census_agent::scan::KindScan {
+            kind: "package",
+            result: Ok(packages
+                .into_iter()
+                .map(|p| {
+                    let key = census_agent::collectors::package::package_key(&p);
+                    census_agent::collectors::Observation::new(
+                        key,
+                        census_proto::v1::record::Body::Package(p),
+                    )
+                })
+                .collect()),
+            elapsed: started.elapsed(),
+        }],
+    };
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => census_agent::output::write_json(&scan, &mut out),
+        Format::Table => census_agent::output::write_table(&scan, &mut out),
+    }
+    .or_else(|error| match error.kind() {
+        std::io::ErrorKind::BrokenPipe => Ok(()),
+        _ => Err(error),
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -5,6 +5,11 @@ pub mod v1 {
     tonic::include_proto!("census.v1");
 }
 
+/// The read-only subset of the Kubernetes CRI (runtime.v1) census uses.
+pub mod cri {
+    tonic::include_proto!("runtime.v1");
+}
+
 use sha2::{Digest, Sha256};
 use v1::record::Body;
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::root::HostRoot;
 
+pub mod cri;
 pub mod docker;
 
 /// Docker Engine sockets, in the order they are tried.
@@ -35,7 +36,7 @@ pub fn docker_socket(root: &HostRoot, configured: Option<&PathBuf>) -> Option<Pa
 }
 
 /// CRI sockets are named after their runtime (containerd.sock, crio.sock).
-fn is_cri_socket(path: &std::path::Path) -> bool {
+pub(crate) fn is_cri_socket(path: &std::path::Path) -> bool {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -43,7 +44,7 @@ fn is_cri_socket(path: &std::path::Path) -> bool {
     name.contains("containerd") || name.contains("crio")
 }
 
-fn is_socket(path: &std::path::Path) -> bool {
+pub(crate) fn is_socket(path: &std::path::Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
