@@ -36,6 +36,9 @@ enum Command {
         /// Also search this host directory for python, npm and java packages (repeatable).
         #[arg(long = "package-dir", value_name = "DIR")]
         package_dirs: Vec<PathBuf>,
+        /// Container runtime socket (Docker, containerd, CRI-O) instead of the discovered ones.
+        #[arg(long)]
+        runtime_socket: Option<PathBuf>,
     },
     /// Scan every interval and stream changes to a collector.
     Run {
@@ -60,6 +63,9 @@ enum Command {
         /// Also search this host directory for python, npm and java packages (repeatable).
         #[arg(long = "package-dir", value_name = "DIR")]
         package_dirs: Vec<PathBuf>,
+        /// Container runtime socket (Docker, containerd, CRI-O) instead of the discovered ones.
+        #[arg(long)]
+        runtime_socket: Option<PathBuf>,
     },
     /// Catalog the packages inside an image archive (`docker save` output), or an image
     /// of the node's Docker Engine, without extracting it.
@@ -85,6 +91,9 @@ enum Command {
         /// Also search this host directory for python, npm and java packages (repeatable).
         #[arg(long = "package-dir", value_name = "DIR")]
         package_dirs: Vec<PathBuf>,
+        /// Container runtime socket (Docker, containerd, CRI-O) instead of the discovered ones.
+        #[arg(long)]
+        runtime_socket: Option<PathBuf>,
     },
 }
 
@@ -117,11 +126,13 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             format,
             only,
             package_dirs,
+            runtime_socket,
         } => {
             let redactor = Redactor::ephemeral().context("cannot create a redaction key")?;
             let scanner = Scanner::new(HostRoot::new(host_root), only, redactor)
                 .map_err(anyhow::Error::msg)?
-                .with_package_dirs(package_dirs);
+                .with_package_dirs(package_dirs)
+                .with_runtime_socket(runtime_socket);
             let scan = scanner.scan();
             let mut out = std::io::stdout().lock();
             match format {
@@ -151,6 +162,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             node_id,
             only,
             package_dirs,
+            runtime_socket,
         } => {
             let options = RunOptions {
                 collector,
@@ -161,6 +173,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 node_id,
                 only,
                 package_dirs,
+                runtime_socket,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -187,11 +200,13 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             host_root,
             runs,
             package_dirs,
+            runtime_socket,
         } => {
             let redactor = Redactor::ephemeral().context("cannot create a redaction key")?;
             let scanner = Scanner::new(HostRoot::new(host_root), None, redactor)
                 .map_err(anyhow::Error::msg)?
-                .with_package_dirs(package_dirs);
+                .with_package_dirs(package_dirs)
+                .with_runtime_socket(runtime_socket);
             print!("{}", census_agent::bench::run(&scanner, runs));
             Ok(ExitCode::SUCCESS)
         }

@@ -71,6 +71,8 @@ pub struct Scanner {
     pub redactor: Arc<Redactor>,
     /// Extra directories searched for python, npm and java packages.
     pub package_dirs: Arc<Vec<std::path::PathBuf>>,
+    /// Container runtime socket to use instead of discovering one.
+    pub runtime_socket: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -100,7 +102,14 @@ impl Scanner {
             cache: Arc::default(),
             redactor: Arc::new(redactor),
             package_dirs: Arc::default(),
+            runtime_socket: None,
         })
+    }
+
+    /// Uses this container runtime socket instead of discovering one.
+    pub fn with_runtime_socket(mut self, socket: Option<std::path::PathBuf>) -> Self {
+        self.runtime_socket = socket;
+        self
     }
 
     /// Also searches these host directories for python, npm and java packages.
@@ -114,6 +123,7 @@ impl Scanner {
         self.cache.begin_scan();
         let mut ctx = Context::new(self.root.clone(), self.cache.clone(), self.redactor.clone());
         ctx.package_dirs = self.package_dirs.clone();
+        ctx.runtime_socket = self.runtime_socket.clone();
         ctx
     }
 

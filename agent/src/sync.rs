@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub only: Option<Vec<String>>,
     /// Extra directories searched for python, npm and java packages.
     pub package_dirs: Vec<PathBuf>,
+    /// Container runtime socket to use instead of discovering one.
+    pub runtime_socket: Option<PathBuf>,
 }
 
 /// Why a run or one of its sessions stopped.

@@ -22,13 +22,25 @@ impl Collector for ContainerCollector {
     }
 
     fn collect(&self, ctx: &Context) -> Result<Vec<Observation>, CollectError> {
-        let Some(inventory) = ctx.docker()? else {
-            return Ok(Vec::new());
-        };
-        Ok(inventory
-            .containers
-            .iter()
-            .filter_map(|inspect| docker_container(ctx, inspect))
+        let mut containers = Vec::new();
+        if let Some(inventory) = ctx.docker()? {
+            containers.extend(
+                inventory
+                    .containers
+                    .iter()
+                    .filter_map(|inspect| docker_container(ctx, inspect)),
+            );
+        }
+        if let Some(inventory) = ctx.cri()? {
+            containers.extend(
+                inventory
+                    .containers
+                    .iter()
+                    .filter_map(|c| cri_container(inventory, c)),
+            );
+        }
+        Ok(containers
+            .into_iter()
             .map(|container| Observation::new(container.id.clone(), Body::Container(container)))
             .collect())
     }
@@ -121,6 +133,86 @@ fn docker_container(ctx: &Context, inspect: &ContainerInspectResponse) -> Option
             .and_then(|h| h.status)
             .map(|s| s.to_string())
             .unwrap_or_default(),
+        labels,
+    })
+}
+
+fn cri_container(
+    inventory: &crate::runtime::cri::CriInventory,
+    container: &crate::runtime::cri::CriContainer,
+) -> Option<Container> {
+    use census_proto::cri::ContainerState;
+    let status = container.status.status.as_ref()?;
+    let sandbox = inventory
+        .sandboxes
+        .iter()
+        .find(|s| s.id == container.pod_sandbox_id);
+    let labels: BTreeMap<String, String> = status.labels.clone().into_iter().collect();
+    let from_labels_or = |label: &str, fallback: Option<&String>| {
+        labels.get(label).or(fallback).cloned().unwrap_or_default()
+    };
+    let metadata = sandbox.and_then(|s| s.metadata.as_ref());
+    let state = match ContainerState::try_from(status.state) {
+        Ok(ContainerState::ContainerCreated) => "created",
+        Ok(ContainerState::ContainerRunning) => "running",
+        Ok(ContainerState::ContainerExited) => "exited",
+        _ => "unknown",
+    };
+    let nanos = |ns: i64| {
+        if ns > 0 {
+            jiff::Timestamp::from_nanosecond(i128::from(ns))
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    Some(Container {
+        id: status.id.clone(),
+        name: status
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default(),
+        runtime: inventory.runtime.clone(),
+        image_id: if status.image_id.is_empty() {
+            status.image_ref.clone()
+        } else {
+            status.image_id.clone()
+        },
+        image_ref: status
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default(),
+        state: state.into(),
+        created: nanos(status.created_at),
+        started: nanos(status.started_at),
+        ports: Vec::new(),
+        mounts: status
+            .mounts
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}:{}:{}",
+                    m.host_path,
+                    m.container_path,
+                    if m.readonly { "ro" } else { "rw" }
+                )
+            })
+            .collect(),
+        privileged: false,
+        pid: container.pid,
+        restart_count: status.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+        command: String::new(),
+        pod_name: from_labels_or(POD_NAME_LABEL, metadata.map(|m| &m.name)),
+        pod_namespace: from_labels_or(POD_NAMESPACE_LABEL, metadata.map(|m| &m.namespace)),
+        pod_uid: from_labels_or(POD_UID_LABEL, metadata.map(|m| &m.uid)),
+        container_name: from_labels_or(
+            CONTAINER_NAME_LABEL,
+            status.metadata.as_ref().map(|m| &m.name),
+        ),
+        status: status.reason.clone(),
         labels,
     })
 }

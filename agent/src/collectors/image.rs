@@ -16,13 +16,24 @@ impl Collector for ImageCollector {
     }
 
     fn collect(&self, ctx: &Context) -> Result<Vec<Observation>, CollectError> {
-        let Some(inventory) = ctx.docker()? else {
-            return Ok(Vec::new());
-        };
-        Ok(inventory
-            .images
-            .iter()
-            .filter_map(docker_image)
+        let mut images: Vec<Image> = Vec::new();
+        if let Some(inventory) = ctx.docker()? {
+            images.extend(inventory.images.iter().filter_map(docker_image));
+        }
+        if let Some(inventory) = ctx.cri()? {
+            // The same image in both stores is one image: reported once, as Docker's.
+            let seen: std::collections::HashSet<String> =
+                images.iter().map(|i| i.id.clone()).collect();
+            images.extend(
+                inventory
+                    .images
+                    .iter()
+                    .filter(|image| !seen.contains(&image.image.id))
+                    .map(|image| cri_image(&inventory.runtime, image)),
+            );
+        }
+        Ok(images
+            .into_iter()
             .map(|image| Observation::new(image.id.clone(), Body::Image(image)))
             .collect())
     }
@@ -31,16 +42,93 @@ impl Collector for ImageCollector {
 fn docker_image(image: &DockerImage) -> Option<Image> {
     let inspect = &image.inspect;
     let id = inspect.id.clone()?;
-    let tags: Vec<Reference> = inspect
-        .repo_tags
+    let labels: BTreeMap<String, String> = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .map(|labels| labels.into_iter().collect())
+        .unwrap_or_default();
+    Some(references_to_image(
+        id,
+        "docker",
+        inspect.repo_tags.as_deref().unwrap_or_default(),
+        inspect.repo_digests.as_deref().unwrap_or_default(),
+        Image {
+            size_bytes: inspect.size.unwrap_or_default().max(0) as u64,
+            os: inspect.os.clone().unwrap_or_default(),
+            arch: inspect.architecture.clone().unwrap_or_default(),
+            variant: inspect.variant.clone().unwrap_or_default(),
+            created: inspect.created.clone().unwrap_or_default(),
+            author: inspect.author.clone().unwrap_or_default(),
+            labels,
+            layers: inspect
+                .root_fs
+                .as_ref()
+                .and_then(|r| r.layers.as_ref())
+                .map(|l| l.len() as u32)
+                .unwrap_or(0),
+            ..Image::default()
+        },
+    ))
+}
+
+fn cri_image(runtime: &str, image: &crate::runtime::cri::CriImage) -> Image {
+    let cri = &image.image;
+    let config = image.config.as_ref();
+    let text = |pointer: &str| {
+        config
+            .and_then(|c| c.pointer(pointer))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let labels: BTreeMap<String, String> = config
+        .and_then(|c| c.pointer("/config/Labels"))
+        .and_then(|l| l.as_object())
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let layers = config
+        .and_then(|c| c.pointer("/rootfs/diff_ids"))
+        .and_then(|d| d.as_array())
+        .map(|d| d.len() as u32)
+        .unwrap_or(0);
+    references_to_image(
+        cri.id.clone(),
+        runtime,
+        &cri.repo_tags,
+        &cri.repo_digests,
+        Image {
+            size_bytes: cri.size,
+            os: text("/os"),
+            arch: text("/architecture"),
+            variant: text("/variant"),
+            created: text("/created"),
+            author: text("/author"),
+            labels,
+            layers,
+            ..Image::default()
+        },
+    )
+}
+
+/// Fills the repository fields of `image` from its tags and digests.
+fn references_to_image(
+    id: String,
+    runtime: &str,
+    repo_tags: &[String],
+    repo_digests: &[String],
+    image: Image,
+) -> Image {
+    let tags: Vec<Reference> = repo_tags
         .iter()
-        .flatten()
         .filter_map(|r| Reference::parse(r))
         .collect();
-    let digests: Vec<Reference> = inspect
-        .repo_digests
+    let digests: Vec<Reference> = repo_digests
         .iter()
-        .flatten()
         .filter_map(|r| Reference::parse(r))
         .collect();
     let primary = tags.first().or(digests.first());
@@ -48,15 +136,9 @@ fn docker_image(image: &DockerImage) -> Option<Image> {
         Some(reference) => classify(&reference.registry),
         None => ("local", ""),
     };
-    let labels: BTreeMap<String, String> = inspect
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .map(|labels| labels.into_iter().collect())
-        .unwrap_or_default();
-    Some(Image {
+    Image {
         id,
-        runtime: "docker".into(),
+        runtime: runtime.to_string(),
         repository: primary.map(|r| r.registry.clone()).unwrap_or_default(),
         repository_type: repository_type.into(),
         provider: provider.into(),
@@ -68,20 +150,8 @@ fn docker_image(image: &DockerImage) -> Option<Image> {
             .collect(),
         references: tags.iter().map(Reference::to_string).collect(),
         digests: digests.iter().map(Reference::to_string).collect(),
-        size_bytes: inspect.size.unwrap_or_default().max(0) as u64,
-        os: inspect.os.clone().unwrap_or_default(),
-        arch: inspect.architecture.clone().unwrap_or_default(),
-        variant: inspect.variant.clone().unwrap_or_default(),
-        created: inspect.created.clone().unwrap_or_default(),
-        author: inspect.author.clone().unwrap_or_default(),
-        labels,
-        layers: inspect
-            .root_fs
-            .as_ref()
-            .and_then(|r| r.layers.as_ref())
-            .map(|l| l.len() as u32)
-            .unwrap_or(0),
-    })
+        ..image
+    }
 }
 
 /// An image reference: `REGISTRY/PATH[:TAG][@DIGEST]`, normalized as Docker does

@@ -12,10 +12,20 @@ impl Collector for ImageHistoryCollector {
     }
 
     fn collect(&self, ctx: &Context) -> Result<Vec<Observation>, CollectError> {
-        let Some(inventory) = ctx.docker()? else {
-            return Ok(Vec::new());
-        };
         let mut observations = Vec::new();
+        let docker = ctx.docker()?;
+        if let Some(inventory) = ctx.cri()? {
+            // An image Docker also holds gets its (sized) history from Docker.
+            let in_docker = |id: &str| {
+                docker.is_some_and(|d| d.images.iter().any(|i| i.inspect.id.as_deref() == Some(id)))
+            };
+            for image in inventory.images.iter().filter(|i| !in_docker(&i.image.id)) {
+                observations.extend(cri_history(image));
+            }
+        }
+        let Some(inventory) = docker else {
+            return Ok(observations);
+        };
         for image in &inventory.images {
             let Some(image_id) = image.inspect.id.as_deref() else {
                 continue;
@@ -40,4 +50,43 @@ impl Collector for ImageHistoryCollector {
         }
         Ok(observations)
     }
+}
+
+/// History from an OCI image config (`history`: created, created_by, empty_layer).
+fn cri_history(image: &crate::runtime::cri::CriImage) -> Vec<Observation> {
+    let image_id = &image.image.id;
+    let steps = image
+        .config
+        .as_ref()
+        .and_then(|c| c.get("history"))
+        .and_then(|h| h.as_array())
+        .cloned()
+        .unwrap_or_default();
+    steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| {
+            let text = |name: &str| {
+                step.get(name)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let body = ImageHistory {
+                image_id: image_id.clone(),
+                index: index as u32,
+                created_by: text("created_by"),
+                created: text("created"),
+                // OCI configs do not record layer sizes.
+                size_bytes: 0,
+                empty_layer: step
+                    .get("empty_layer")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
+                comment: text("comment"),
+                tags: Vec::new(),
+            };
+            Observation::new(format!("{image_id}/{index}"), Body::ImageHistory(body))
+        })
+        .collect()
 }

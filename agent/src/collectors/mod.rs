@@ -132,6 +132,7 @@ pub struct Context {
     packages: OnceLock<Result<Vec<census_proto::v1::Package>, String>>,
     discovered: OnceLock<package::discover::Discovered>,
     docker: OnceLock<Result<Option<crate::runtime::docker::DockerInventory>, String>>,
+    cri: OnceLock<Result<Option<crate::runtime::cri::CriInventory>, String>>,
     image_packages: OnceLock<Result<Vec<census_proto::v1::Package>, String>>,
 }
 
@@ -153,6 +154,7 @@ impl Context {
             packages: OnceLock::new(),
             discovered: OnceLock::new(),
             docker: OnceLock::new(),
+            cri: OnceLock::new(),
             image_packages: OnceLock::new(),
         }
     }
@@ -184,6 +186,24 @@ impl Context {
                 return Ok(None);
             };
             crate::runtime::docker::inventory(&socket)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        });
+        match inventory {
+            Ok(inventory) => Ok(inventory.as_ref()),
+            Err(error) => Err(CollectError::Source(error.clone())),
+        }
+    }
+
+    /// The CRI runtime's images, containers and sandboxes; `None` on a node without one.
+    pub fn cri(&self) -> Result<Option<&crate::runtime::cri::CriInventory>, CollectError> {
+        let inventory = self.cri.get_or_init(|| {
+            let Some(socket) =
+                crate::runtime::cri::socket(&self.root, self.runtime_socket.as_ref())
+            else {
+                return Ok(None);
+            };
+            crate::runtime::cri::inventory(&socket)
                 .map(Some)
                 .map_err(|e| e.to_string())
         });
