@@ -54,6 +54,16 @@ impl Selection {
         Ok(Selection(only))
     }
 
+    /// This selection narrowed to `kinds`.
+    pub fn intersect(&self, kinds: &[&str]) -> Selection {
+        let names = kinds
+            .iter()
+            .filter(|k| self.includes(k))
+            .map(|k| k.to_string())
+            .collect();
+        Selection(Some(names))
+    }
+
     pub fn includes(&self, kind: &str) -> bool {
         self.0
             .as_ref()
@@ -116,6 +126,11 @@ impl Scanner {
     pub fn with_package_dirs(mut self, dirs: Vec<std::path::PathBuf>) -> Self {
         self.package_dirs = Arc::new(dirs);
         self
+    }
+
+    /// The Docker Engine socket scans use, if the node has one.
+    pub fn docker_socket(&self) -> Option<std::path::PathBuf> {
+        crate::runtime::docker_socket(&self.root, self.runtime_socket.as_ref())
     }
 
     /// A context for one scan.

@@ -19,7 +19,7 @@ use crate::collectors;
 use crate::delta::{Acked, Limits, plan_round};
 use crate::redact::Redactor;
 use crate::root::HostRoot;
-use crate::scan::Scanner;
+use crate::scan::{Scanner, Selection};
 use crate::state::{StateDir, StateError};
 
 /// How long the agent waits for the collector's Welcome or an Ack.
@@ -109,10 +109,19 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
         "agent starting"
     );
 
+    let mut runtime_events = watch_runtime_events(&scanner);
     let mut backoff = BACKOFF_FIRST;
     loop {
         let mut welcomed = false;
-        let result = session(&options, &state, &identity, &scanner, &mut welcomed).await;
+        let result = session(
+            &options,
+            &state,
+            &identity,
+            &scanner,
+            &mut runtime_events,
+            &mut welcomed,
+        )
+        .await;
         match result {
             Ok(()) => return Ok(()),
             Err(error) if options.once => return Err(error),
@@ -162,6 +171,7 @@ async fn session(
     state: &StateDir,
     identity: &Identity,
     scanner: &Arc<Scanner>,
+    runtime_events: &mut mpsc::Receiver<()>,
     welcomed: &mut bool,
 ) -> Result<(), SyncError> {
     let channel = Endpoint::from_shared(options.collector.clone())
@@ -211,13 +221,22 @@ async fn session(
     );
 
     let mut acked: Option<Acked> = None;
+    let mut interval_end = Instant::now();
+    // None: a full scan; Some: only the kinds a runtime event may have changed.
+    let mut partial: Option<Selection> = None;
     loop {
-        let interval_end = Instant::now() + options.interval;
+        if partial.is_none() {
+            interval_end = Instant::now() + options.interval;
+        }
         let scan = {
             let scanner = scanner.clone();
-            tokio::task::spawn_blocking(move || scanner.scan())
-                .await
-                .map_err(|error| SyncError::Protocol(format!("scan task failed: {error}")))?
+            let selection = partial.take();
+            tokio::task::spawn_blocking(move || match selection {
+                Some(selection) => scanner.scan_selected(&selection),
+                None => scanner.scan(),
+            })
+            .await
+            .map_err(|error| SyncError::Protocol(format!("scan task failed: {error}")))?
         };
         let round = plan_round(acked.as_ref(), &scan, next_seq, Limits::default());
         let (batches, changes) = (
@@ -247,7 +266,8 @@ async fn session(
             let _ = timeout(Duration::from_secs(5), inbound.message()).await;
             return Ok(());
         }
-        // Sleep out the interval, noticing at once if the collector goes away.
+        // Sleep out the interval, noticing at once if the collector goes away, and
+        // rescanning containers and images as soon as the runtime reports a change.
         loop {
             tokio::select! {
                 _ = sleep_until(interval_end) => break,
@@ -255,9 +275,49 @@ async fn session(
                     None => return Err(SyncError::Closed),
                     Some(message) => tracing::warn!(?message, "unexpected message from collector"),
                 },
+                Some(()) = runtime_events.recv() => {
+                    // Let a burst (pull, create, start) settle into one scan.
+                    sleep(crate::runtime::docker::EVENT_SETTLE).await;
+                    while runtime_events.try_recv().is_ok() {}
+                    partial = Some(scanner.selection.intersect(RUNTIME_KINDS));
+                    tracing::debug!("runtime event: rescanning containers and images");
+                    break;
+                }
             }
         }
     }
+}
+
+/// Kinds a container runtime event can change.
+const RUNTIME_KINDS: &[&str] = &["image", "image_history", "container", "package", "process"];
+
+/// Forwards Docker's image and container events (coalesced) to the sync loop,
+/// reconnecting with backoff; a node without Docker never sends any.
+fn watch_runtime_events(scanner: &Scanner) -> mpsc::Receiver<()> {
+    let (sender, receiver) = mpsc::channel(1);
+    let Some(socket) = scanner.docker_socket() else {
+        return receiver;
+    };
+    tokio::spawn(async move {
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let result = crate::runtime::docker::watch(&socket, |kind, action| {
+                tracing::debug!(kind, action, "docker event");
+                // A full channel already holds a wake-up: nothing is lost by dropping this one.
+                let _ = sender.try_send(());
+            })
+            .await;
+            if sender.is_closed() {
+                return;
+            }
+            if let Err(error) = result {
+                tracing::debug!(%error, retry_in = ?backoff, "docker events stream ended");
+            }
+            sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    });
+    receiver
 }
 
 fn batch_changes(batch: &census_proto::v1::Batch) -> usize {

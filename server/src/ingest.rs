@@ -407,6 +407,6 @@ mod tests {
         let mut zero = batch("kernel_module", vec![]);
         zero.seq = 0;
         assert!(error(zero).contains("seq must be at least 1"));
-        assert!(error(batch("container", vec![])).contains("not carried by census.v1"));
+        assert!(error(batch("cluster", vec![])).contains("not carried by census.v1"));
     }
 }

@@ -11,7 +11,8 @@ fn deb_packages_equal_dpkg_query() -> Result<()> {
     let (records, _) = scan_json(&["--only", "package"])?;
     let agent: BTreeSet<(String, String, String)> = records
         .iter()
-        .filter(|r| r["fields"]["ecosystem"] == "deb")
+        // Packages of the host itself, not those inside its container images.
+        .filter(|r| r["fields"]["ecosystem"] == "deb" && r["fields"]["image_id"] == "")
         .map(|r| {
             let field = |name: &str| r["fields"][name].as_str().unwrap_or_default().to_string();
             (field("name"), field("version"), field("arch"))
