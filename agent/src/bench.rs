@@ -277,10 +277,9 @@ fn parse_trace(text: &str) -> Touched {
         } else if let Some(name) = line
             .strip_prefix("readlink(")
             .and_then(|args| args.split('"').nth(1))
+            && seen.insert((false, name.to_string()))
         {
-            if seen.insert((false, name.to_string())) {
-                touched.links.push(PathBuf::from(name));
-            }
+            touched.links.push(PathBuf::from(name));
         }
     }
     touched

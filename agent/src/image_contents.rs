@@ -75,10 +75,10 @@ pub fn catalog_export(export: impl Read, image_id: &str) -> Result<Vec<Package>,
                 .take(MAX_METADATA_BYTES)
                 .read_to_string(&mut text)?;
             manifest = Some(layer_order(&text)?);
-        } else if path.ends_with("layer.tar") || path.starts_with("blobs/") {
-            if let Some(layer) = read_layer(&mut entry, &format!("{image_id}:{path}"))? {
-                layers.insert(path, layer);
-            }
+        } else if (path.ends_with("layer.tar") || path.starts_with("blobs/"))
+            && let Some(layer) = read_layer(&mut entry, &format!("{image_id}:{path}"))?
+        {
+            layers.insert(path, layer);
         }
     }
     let order = manifest.ok_or(ImageError::NoManifest)?;

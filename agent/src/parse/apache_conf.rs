@@ -222,14 +222,13 @@ fn unescape(word: &str, quote: Option<char>) -> String {
     let mut out = String::with_capacity(word.len());
     let mut chars = word.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(&next) = chars.peek() {
-                if next == '\\' || Some(next) == quote {
-                    out.push(next);
-                    chars.next();
-                    continue;
-                }
-            }
+        if c == '\\'
+            && let Some(&next) = chars.peek()
+            && (next == '\\' || Some(next) == quote)
+        {
+            out.push(next);
+            chars.next();
+            continue;
         }
         out.push(c);
     }

@@ -77,10 +77,10 @@ pub fn find(bytes: &[u8]) -> Option<GoBuildInfo> {
     while let Some(found) = bytes.get(from..)?.iter().position(|&b| b == MAGIC[0]) {
         let at = from + found;
         let candidate = bytes.get(at..)?;
-        if candidate.starts_with(MAGIC) {
-            if let Some(info) = parse_at(candidate) {
-                return Some(info);
-            }
+        if candidate.starts_with(MAGIC)
+            && let Some(info) = parse_at(candidate)
+        {
+            return Some(info);
         }
         from = at + 1;
     }
@@ -162,10 +162,10 @@ fn parse_modinfo(info: &mut GoBuildInfo, modinfo: &[u8]) {
                 *target = replacement;
             }
             last = Last::None;
-        } else if let Some(rest) = line.strip_prefix("build\t") {
-            if let Some(setting) = build_setting(rest) {
-                info.settings.push(setting);
-            }
+        } else if let Some(rest) = line.strip_prefix("build\t")
+            && let Some(setting) = build_setting(rest)
+        {
+            info.settings.push(setting);
         }
         // `path\t<main package>` has no field in GoBuildInfo; other lines are unknown.
     }

@@ -139,10 +139,10 @@ fn include_directive(text: &str) -> Option<(bool, &str)> {
         ("#include", false),
         ("@include", false),
     ] {
-        if let Some(rest) = text.strip_prefix(word) {
-            if rest.is_empty() || rest.starts_with(char::is_whitespace) {
-                return Some((directory, rest.trim()));
-            }
+        if let Some(rest) = text.strip_prefix(word)
+            && (rest.is_empty() || rest.starts_with(char::is_whitespace))
+        {
+            return Some((directory, rest.trim()));
         }
     }
     None

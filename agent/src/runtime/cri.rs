@@ -160,7 +160,7 @@ pub fn socket(root: &crate::root::HostRoot, configured: Option<&PathBuf>) -> Opt
     if let Some(socket) = configured {
         return super::is_socket(socket)
             .then(|| socket.clone())
-            .filter(|s| super::is_cri_socket(s));
+            .filter(|s| !super::is_docker_socket(s));
     }
     CRI_SOCKETS
         .iter()

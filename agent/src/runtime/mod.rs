@@ -22,26 +22,26 @@ pub enum RuntimeError {
 }
 
 /// The Docker socket to use: `--runtime-socket` when it is one, else the first of
-/// [`DOCKER_SOCKETS`] present under the host root.
+/// [`DOCKER_SOCKETS`] present under the host root (links resolved inside it).
 pub fn docker_socket(root: &HostRoot, configured: Option<&PathBuf>) -> Option<PathBuf> {
     if let Some(socket) = configured {
         return is_socket(socket)
             .then(|| socket.clone())
-            .filter(|_| !is_cri_socket(socket));
+            .filter(|_| is_docker_socket(socket));
     }
     DOCKER_SOCKETS
         .iter()
-        .map(|s| root.join(s))
+        .filter_map(|s| root.resolve(s).ok())
         .find(|p| is_socket(p))
 }
 
-/// CRI sockets are named after their runtime (containerd.sock, crio.sock).
-pub(crate) fn is_cri_socket(path: &std::path::Path) -> bool {
-    let name = path
-        .file_name()
+/// Docker's socket is named after it (docker.sock); any other configured socket is
+/// taken for a CRI runtime's.
+pub(crate) fn is_docker_socket(path: &std::path::Path) -> bool {
+    path.file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    name.contains("containerd") || name.contains("crio")
+        .unwrap_or_default()
+        .contains("docker")
 }
 
 pub(crate) fn is_socket(path: &std::path::Path) -> bool {
