@@ -83,6 +83,66 @@ pub fn run(scanner: &Scanner, runs: usize) -> String {
     report.push_str(&floor_report(scanner, runs.max(1)));
     report
 }
+
+/// Catalogs one image of the Docker Engine from its export, cold (as on a node that
+/// has just pulled it), and reports time, packages per ecosystem and peak RSS.
+pub fn image_report(scanner: &Scanner, image: &str) -> Result<String, String> {
+    use crate::runtime::{RuntimeError, block_on, docker};
+    let socket = scanner
+        .docker_socket()
+        .ok_or("no Docker socket found (pass --runtime-socket)")?;
+    let inspect = block_on(async {
+        let client = docker::connect(&socket).await?;
+        client
+            .inspect_image(image)
+            .await
+            .map_err(|e| RuntimeError::Docker(e.to_string()))
+    })
+    .and_then(|r| r)
+    .map_err(|e| e.to_string())?;
+    let id = inspect.id.clone().ok_or("image has no id")?;
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let packages = docker::export(&socket, &id, |reader| {
+        crate::image_contents::catalog_export(reader, &id)
+    })
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let (wall, cpu) = (wall.elapsed(), thread_cpu().saturating_sub(cpu));
+    let mut by_ecosystem: std::collections::BTreeMap<&str, usize> =
+        std::collections::BTreeMap::new();
+    for package in &packages {
+        *by_ecosystem.entry(package.ecosystem.as_str()).or_default() += 1;
+    }
+    let size = inspect.size.unwrap_or_default().max(0) as f64 / (1024.0 * 1024.0);
+    let layers = inspect
+        .root_fs
+        .as_ref()
+        .and_then(|r| r.layers.as_ref())
+        .map(|l| l.len())
+        .unwrap_or(0);
+    let mut report =
+        format!("census-agent bench: image {image} ({id}), {size:.0} MiB in {layers} layers\n\n");
+    let _ = writeln!(
+        report,
+        "| packages | by ecosystem | wall s | cataloging thread cpu s | peak RSS |"
+    );
+    let _ = writeln!(report, "|---:|---|---:|---:|---:|");
+    let ecosystems: Vec<String> = by_ecosystem
+        .iter()
+        .map(|(e, n)| format!("{e} {n}"))
+        .collect();
+    let _ = writeln!(
+        report,
+        "| {} | {} | {:.2} | {:.2} | {} |",
+        packages.len(),
+        ecosystems.join(", "),
+        wall.as_secs_f64(),
+        cpu.as_secs_f64(),
+        peak_rss().unwrap_or_else(|| "unknown".into())
+    );
+    Ok(report)
+}
+
 /// Each kind scanned alone (warm cache) against the floor of the reads it makes.
 fn floor_report(scanner: &Scanner, runs: usize) -> String {
     let mut report = String::from("\n### Against the floor\n\n");

@@ -88,6 +88,9 @@ enum Command {
         host_root: PathBuf,
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Instead, catalog this image of the Docker Engine once, cold.
+        #[arg(long)]
+        image: Option<String>,
         /// Also search this host directory for python, npm and java packages (repeatable).
         #[arg(long = "package-dir", value_name = "DIR")]
         package_dirs: Vec<PathBuf>,
@@ -199,6 +202,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench {
             host_root,
             runs,
+            image,
             package_dirs,
             runtime_socket,
         } => {
@@ -207,7 +211,14 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 .map_err(anyhow::Error::msg)?
                 .with_package_dirs(package_dirs)
                 .with_runtime_socket(runtime_socket);
-            print!("{}", census_agent::bench::run(&scanner, runs));
+            match image {
+                Some(image) => print!(
+                    "{}",
+                    census_agent::bench::image_report(&scanner, &image)
+                        .map_err(anyhow::Error::msg)?
+                ),
+                None => print!("{}", census_agent::bench::run(&scanner, runs)),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
