@@ -37,6 +37,10 @@ pub enum ImageError {
     Manifest(String),
     #[error("manifest names layer {0}, which the export does not hold")]
     MissingLayer(String),
+    #[error("layer {path}: {error}")]
+    LayerFile { path: String, error: std::io::Error },
+    #[error("layer {0} is neither a tar nor a gzip-compressed tar")]
+    UnsupportedLayer(String),
 }
 
 /// Something a layer holds that packages are made from.
@@ -89,6 +93,28 @@ pub fn catalog_export(export: impl Read, image_id: &str) -> Result<Vec<Package>,
                 .remove(path)
                 .ok_or_else(|| ImageError::MissingLayer(path.clone()))?,
         );
+    }
+    Ok(packages(squash(stack), image_id))
+}
+
+/// Catalogs the packages of an image from its layer blobs, base first, each a tar or
+/// a gzip-compressed tar (as containerd's content store holds them). `shown` names
+/// each layer in warnings and errors.
+pub fn catalog_layer_files(
+    layers: &[(String, std::path::PathBuf)],
+    image_id: &str,
+) -> Result<Vec<Package>, ImageError> {
+    let mut stack = Vec::with_capacity(layers.len());
+    for (shown, path) in layers {
+        let layer_error = |error| ImageError::LayerFile {
+            path: shown.clone(),
+            error,
+        };
+        let mut file = crate::root::open_regular(path).map_err(layer_error)?;
+        let layer = read_layer(&mut file, &format!("{image_id}:{shown}"))
+            .map_err(layer_error)?
+            .ok_or_else(|| ImageError::UnsupportedLayer(shown.clone()))?;
+        stack.push(layer);
     }
     Ok(packages(squash(stack), image_id))
 }
@@ -641,6 +667,39 @@ mod tests {
         let packages =
             catalog_export(builder.into_inner().unwrap().as_slice(), "sha256:g").unwrap();
         assert_eq!(packages.len(), 1);
+    }
+
+    #[test]
+    fn layer_files_are_squashed_in_order_and_a_foreign_blob_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = layer(&[("var/lib/dpkg/status", Some(STATUS_V1))]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &layer(&[("var/lib/dpkg/status", Some(STATUS_V2))]))
+            .unwrap();
+        std::fs::write(dir.path().join("base"), base).unwrap();
+        std::fs::write(dir.path().join("upper"), gz.finish().unwrap()).unwrap();
+        std::fs::write(dir.path().join("zstd"), [0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();
+        let files = |names: &[&str]| -> Vec<(String, std::path::PathBuf)> {
+            names
+                .iter()
+                .map(|n| (format!("sha256:{n}"), dir.path().join(n)))
+                .collect()
+        };
+        let packages = catalog_layer_files(&files(&["base", "upper"]), "sha256:f").unwrap();
+        assert_eq!(keys(&packages), ["sha256:f/deb/libc6/amd64 2.36-9+deb12u4"]);
+        let packages = catalog_layer_files(&files(&["upper", "base"]), "sha256:f").unwrap();
+        assert_eq!(packages.len(), 2, "the lower status is the visible one now");
+
+        let error = catalog_layer_files(&files(&["base", "zstd"]), "sha256:f").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "layer sha256:zstd is neither a tar nor a gzip-compressed tar"
+        );
+        let error = catalog_layer_files(&files(&["gone"]), "sha256:f").unwrap_err();
+        assert!(
+            error.to_string().starts_with("layer sha256:gone: "),
+            "{error}"
+        );
     }
 
     #[test]

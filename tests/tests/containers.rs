@@ -1,5 +1,6 @@
 //! Containers and images against the machine's Docker Engine and a private containerd:
 //! images built here (no registry), fields compared with docker's and ctr's own views.
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -185,14 +186,13 @@ fn debootstrap_root() -> Result<PathBuf> {
     Ok(root)
 }
 
-#[test]
-fn packages_inside_an_imported_debian_image_equal_its_dpkg_database() -> Result<()> {
-    let root = debootstrap_root()?;
+/// The debootstrap root imported into Docker as a one-layer image.
+fn debian_image(root: &Path) -> Result<(ImageGuard, String)> {
     let tag = unique("debian");
     let guard = ImageGuard(tag.clone());
     let tar = Command::new("tar")
         .arg("-C")
-        .arg(&root)
+        .arg(root)
         .args(["-c", "."])
         .stdout(Stdio::piped())
         .spawn()?;
@@ -206,21 +206,11 @@ fn packages_inside_an_imported_debian_image_equal_its_dpkg_database() -> Result<
         String::from_utf8_lossy(&import.stderr)
     );
     let id = String::from_utf8(import.stdout)?.trim().to_string();
+    Ok((guard, id))
+}
 
-    let (records, _) = scan_json(&["--only", "package"])?;
-    let agent: std::collections::BTreeSet<String> = records
-        .iter()
-        .filter(|r| r["fields"]["image_id"] == id.as_str())
-        .map(|r| {
-            let f = &r["fields"];
-            format!(
-                "{} {} {}",
-                f["name"].as_str().unwrap_or(""),
-                f["version"].as_str().unwrap_or(""),
-                f["arch"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+/// Installed packages of a root as `dpkg-query --admindir` lists them: "name version arch".
+fn dpkg_packages(root: &Path) -> Result<BTreeSet<String>> {
     let admindir = format!("--admindir={}", root.join("var/lib/dpkg").display());
     let listing = command_output(
         "dpkg-query",
@@ -231,7 +221,7 @@ fn packages_inside_an_imported_debian_image_equal_its_dpkg_database() -> Result<
             "${db:Status-Status} ${Package} ${Version} ${Architecture}\n",
         ],
     )?;
-    let dpkg: std::collections::BTreeSet<String> = listing
+    let dpkg: BTreeSet<String> = listing
         .lines()
         .filter(|l| !l.starts_with("config-files") && !l.starts_with("not-installed"))
         .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest.to_string()))
@@ -241,15 +231,35 @@ fn packages_inside_an_imported_debian_image_equal_its_dpkg_database() -> Result<
         "debootstrap root lists only {} packages",
         dpkg.len()
     );
+    Ok(dpkg)
+}
+
+/// The scan's packages inside image `id` equal dpkg's list for the root it was made
+/// from, and are keyed under the image.
+fn ensure_image_packages_equal_dpkg(records: &[Value], id: &str, root: &Path) -> Result<()> {
+    let agent: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r["kind"] == "package" && r["fields"]["image_id"] == id)
+        .map(|r| {
+            let f = &r["fields"];
+            format!(
+                "{} {} {}",
+                f["name"].as_str().unwrap_or(""),
+                f["version"].as_str().unwrap_or(""),
+                f["arch"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let dpkg = dpkg_packages(root)?;
     let missing: Vec<_> = dpkg.difference(&agent).collect();
     let phantom: Vec<_> = agent.difference(&dpkg).collect();
     ensure!(
         missing.is_empty() && phantom.is_empty(),
-        "missing: {missing:?}; extra: {phantom:?}"
+        "image {id}: missing: {missing:?}; extra: {phantom:?}"
     );
     let key = records
         .iter()
-        .find(|r| r["fields"]["image_id"] == id.as_str() && r["fields"]["name"] == "libc6")
+        .find(|r| r["fields"]["image_id"] == id && r["fields"]["name"] == "libc6")
         .context("libc6 in image")?;
     ensure!(
         key["key"]
@@ -257,6 +267,15 @@ fn packages_inside_an_imported_debian_image_equal_its_dpkg_database() -> Result<
             .is_some_and(|k| k.starts_with(&format!("{id}/deb/libc6/"))),
         "{key}"
     );
+    Ok(())
+}
+
+#[test]
+fn packages_inside_an_imported_debian_image_equal_its_dpkg_database() -> Result<()> {
+    let root = debootstrap_root()?;
+    let (guard, id) = debian_image(&root)?;
+    let (records, _) = scan_json(&["--only", "package"])?;
+    ensure_image_packages_equal_dpkg(&records, &id, &root)?;
     drop(guard);
     Ok(())
 }
@@ -425,6 +444,28 @@ fn containerd_images_listed_through_cri_equal_ctr() -> Result<()> {
     let steps = of_kind(&records, "image_history").len();
     ensure!(steps >= 4, "history through CRI has {steps} steps");
     Ok(())
+}
+
+/// containerd's images are read from the layer blobs of its content store: the same
+/// debootstrap image, saved from Docker and imported into a private containerd, yields
+/// exactly dpkg's packages through the CRI socket alone.
+#[test]
+fn packages_inside_a_containerd_image_equal_its_dpkg_database() -> Result<()> {
+    let root = debootstrap_root()?;
+    let (guard, id) = debian_image(&root)?;
+    let containerd = PrivateContainerd::start()?;
+    let archive = tempfile::NamedTempFile::new()?;
+    let archive_path = archive.path().display().to_string();
+    command_output("docker", &["save", "-o", &archive_path, &guard.0])?;
+    containerd.ctr(&["images", "import", "--snapshotter", "native", &archive_path])?;
+    drop(guard);
+    let socket = containerd.socket.display().to_string();
+    let (records, stderr) = scan_json(&["--only", "package", "--runtime-socket", &socket])?;
+    ensure!(
+        !stderr.contains("cannot catalog image contents"),
+        "the containerd image was not cataloged:\n{stderr}"
+    );
+    ensure_image_packages_equal_dpkg(&records, &id, &root)
 }
 
 /// A crafted export: escaping paths, links out of the root and in a loop, an oversized

@@ -8,7 +8,8 @@ use census_proto::cri::image_service_client::ImageServiceClient;
 use census_proto::cri::runtime_service_client::RuntimeServiceClient;
 use census_proto::cri::{
     ContainerStatusRequest, ContainerStatusResponse, Image, ImageSpec, ImageStatusRequest,
-    ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandbox, VersionRequest,
+    ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandbox, StatusRequest,
+    VersionRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -47,6 +48,9 @@ pub struct CriInventory {
     pub images: Vec<CriImage>,
     pub containers: Vec<CriContainer>,
     pub sandboxes: Vec<PodSandbox>,
+    /// containerd's root directory (`containerdRootDir` of its verbose status), a
+    /// host path holding the content store.
+    pub containerd_root: Option<String>,
 }
 
 /// A channel to a gRPC server on a unix socket.
@@ -136,11 +140,18 @@ pub fn inventory(socket: &Path) -> Result<CriInventory, RuntimeError> {
             .map_err(status)?
             .into_inner()
             .items;
+        // Only containerd reports its root; other runtimes (or an older containerd)
+        // simply leave image contents unread.
+        let containerd_root = match runtime.status(StatusRequest { verbose: true }).await {
+            Ok(response) => containerd_root(&response.into_inner().info),
+            Err(_) => None,
+        };
         Ok(CriInventory {
             runtime: version.runtime_name,
             images,
             containers,
             sandboxes,
+            containerd_root,
         })
     })?
 }
@@ -148,6 +159,13 @@ pub fn inventory(socket: &Path) -> Result<CriInventory, RuntimeError> {
 /// The `info` document of a verbose status (containerd puts everything there).
 fn verbose_info(info: &std::collections::BTreeMap<String, String>) -> Option<serde_json::Value> {
     serde_json::from_str(info.get("info")?).ok()
+}
+
+/// `containerdRootDir` from the `config` document of containerd's verbose status.
+fn containerd_root(info: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_str(info.get("config")?).ok()?;
+    let root = config.get("containerdRootDir")?.as_str()?;
+    (!root.is_empty()).then(|| root.to_string())
 }
 
 fn image_config(info: &std::collections::BTreeMap<String, String>) -> Option<serde_json::Value> {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::root::HostRoot;
 
+pub mod content_store;
 pub mod cri;
 pub mod docker;
 
