@@ -2,16 +2,86 @@
 //! collector last acked, cut into batches under a size bound.
 use std::collections::BTreeMap;
 
-use census_proto::FINGERPRINT_LEN;
-use census_proto::v1::{Batch, KindChanges, Record};
+use census_proto::v1::{Batch, KindChanges, KindChecksum, Record};
+use census_proto::{FINGERPRINT_LEN, KindDigest};
 use prost::Message;
 
 use crate::scan::Scan;
 
-/// Per kind, key -> fingerprint of what the collector has acked.
+/// Per kind, key -> fingerprint of the state the collector holds once every spooled
+/// batch is applied. Rounds are planned against it; a kind missing here is sent whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Acked {
+pub struct Planned {
     pub kinds: BTreeMap<String, BTreeMap<String, [u8; FINGERPRINT_LEN]>>,
+}
+
+impl Planned {
+    /// Forgets `kinds` (all of them when empty): the next round sends them whole.
+    pub fn forget(&mut self, kinds: &[String]) {
+        if kinds.is_empty() {
+            self.kinds.clear();
+        } else {
+            self.kinds.retain(|kind, _| !kinds.contains(kind));
+        }
+    }
+
+    /// The per-kind checksums of this state.
+    pub fn checksums(&self) -> Vec<KindChecksum> {
+        self.kinds
+            .iter()
+            .map(|(kind, records)| {
+                let mut digest = KindDigest::default();
+                for (key, fingerprint) in records {
+                    digest.add(key, fingerprint);
+                }
+                KindChecksum {
+                    kind: kind.clone(),
+                    count: digest.count,
+                    digest: digest.digest,
+                }
+            })
+            .collect()
+    }
+
+    /// The state as bytes for the state dir: one CRC-checked frame per kind.
+    pub fn encode(&self) -> Vec<u8> {
+        let batch = Batch {
+            seq: 0,
+            kinds: self
+                .kinds
+                .iter()
+                .map(|(kind, records)| KindChanges {
+                    kind: kind.clone(),
+                    upserts: records
+                        .iter()
+                        .map(|(key, fingerprint)| Record {
+                            key: key.clone(),
+                            fingerprint: fingerprint.to_vec(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        crate::spool::encode(&batch)
+    }
+
+    /// The state back from [`Planned::encode`]'s bytes; `None` if any of it is damaged.
+    pub fn decode(bytes: &[u8]) -> Option<Planned> {
+        let read = crate::spool::decode(0, bytes);
+        if read.corrupt > 0 {
+            return None;
+        }
+        let mut planned = Planned::default();
+        for changes in read.batch.kinds {
+            let records = planned.kinds.entry(changes.kind).or_default();
+            for record in changes.upserts {
+                records.insert(record.key, record.fingerprint.try_into().ok()?);
+            }
+        }
+        Some(planned)
+    }
 }
 
 /// Bounds on one batch.
@@ -34,7 +104,7 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Round {
     pub batches: Vec<Batch>,
-    pub next: Acked,
+    pub next: Planned,
 }
 
 /// Changes of one kind before they are cut into batches.
@@ -49,7 +119,7 @@ struct Pending {
 /// Plans a round. Without `acked` (a new stream) every kind is sent whole; otherwise
 /// each kind sends its upserts and removes against `acked`, and a kind not acked yet
 /// is sent whole. A kind whose collector failed sends nothing and keeps its acked state.
-pub fn plan_round(acked: Option<&Acked>, scan: &Scan, first_seq: u64, limits: Limits) -> Round {
+pub fn plan_round(acked: Option<&Planned>, scan: &Scan, first_seq: u64, limits: Limits) -> Round {
     let mut next = acked.cloned().unwrap_or_default();
     let mut pending = Vec::new();
     for kind_scan in &scan.kinds {

@@ -11,6 +11,7 @@ pub mod redact;
 pub mod root;
 pub mod runtime;
 pub mod scan;
+pub mod spool;
 pub mod state;
 pub mod sync;
 

@@ -66,6 +66,10 @@ enum Command {
         /// Container runtime socket (Docker, containerd, CRI-O) instead of the discovered ones.
         #[arg(long)]
         runtime_socket: Option<PathBuf>,
+        /// Bound of the disk spool (in the state dir) in bytes; a round that does not
+        /// fit is shed, counted and reported, and every kind is resent once there is room.
+        #[arg(long, default_value_t = census_agent::sync::DEFAULT_SPOOL_BYTES)]
+        spool_max_bytes: u64,
     },
     /// Catalog the packages inside an image archive (`docker save` output), or an image
     /// of the node's Docker Engine, without extracting it.
@@ -166,6 +170,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             only,
             package_dirs,
             runtime_socket,
+            spool_max_bytes,
         } => {
             let options = RunOptions {
                 collector,
@@ -177,6 +182,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 only,
                 package_dirs,
                 runtime_socket,
+                spool_max_bytes,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -114,6 +114,46 @@ impl StateDir {
         self.write_atomic("last-acked-seq", seq.to_string().as_bytes())
     }
 
+    /// The planned state (see [`crate::delta::Planned`]); empty when there is none yet
+    /// or when it is damaged (the next round then sends every kind whole).
+    pub fn planned(&self) -> crate::delta::Planned {
+        let path = self.dir.join("planned");
+        match std::fs::read(&path) {
+            Ok(bytes) => crate::delta::Planned::decode(&bytes).unwrap_or_else(|| {
+                tracing::warn!(path = %path.display(), "planned state is damaged: every kind is sent whole");
+                Default::default()
+            }),
+            Err(error) => {
+                if error.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), %error, "cannot read the planned state: every kind is sent whole");
+                }
+                Default::default()
+            }
+        }
+    }
+
+    pub fn set_planned(&self, planned: &crate::delta::Planned) -> Result<(), StateError> {
+        self.write_atomic("planned", &planned.encode())
+    }
+
+    /// The delivery counters kept across restarts.
+    pub fn counters(&self) -> Counters {
+        let path = self.dir.join("delivery-counters");
+        std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn set_counters(&self, counters: &Counters) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(counters).unwrap_or_default();
+        self.write_atomic("delivery-counters", &bytes)
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.join("spool")
+    }
+
     /// Writes `name` via a temporary file, fsync and rename, so a crash leaves the old
     /// or the new content, never a torn file.
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
@@ -135,6 +175,15 @@ impl StateDir {
         std::fs::rename(&temporary, &path).map_err(io_error)?;
         Ok(())
     }
+}
+
+/// What delivery has lost or repaired, reported to the collector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    pub shed_batches: u64,
+    pub shed_changes: u64,
+    pub corrupt_records: u64,
+    pub resyncs: u64,
 }
 
 fn is_hex_id(id: &str) -> bool {

@@ -1,31 +1,46 @@
-//! `census-agent run`: scans on an interval and streams changes to the collector over
-//! one census.v1 `Sync` stream, reconnecting with backoff when the stream breaks.
+//! `census-agent run`: scans on an interval and delivers the changes to the collector
+//! over one census.v1 `Sync` stream at a time.
 //!
-//! Each new stream starts with a snapshot of every kind; afterwards only changes
-//! travel. A batch counts as delivered once the collector acks it.
+//! Two tasks share the delivery state. The scan loop plans each round against the
+//! planned state (what the collector holds once everything spooled is applied) and
+//! writes its batches to the disk spool; it keeps scanning while the collector is
+//! away. The sender connects (with backoff and jitter), learns from Welcome where
+//! the collector stands, replays the spool in order with a bounded window of
+//! unacked batches, removes each batch once acked, and, once everything is acked,
+//! sends per-kind checksums; a kind the collector disagrees on is sent whole again.
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use census_proto::MAX_MESSAGE_BYTES;
 use census_proto::v1::census_client::CensusClient;
-use census_proto::v1::{AgentMessage, Hello, Welcome, agent_message, collector_message};
-use tokio::sync::mpsc;
+use census_proto::v1::{
+    AgentMessage, Checksums, DeliveryStats, Hello, Welcome, agent_message, collector_message,
+};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use crate::collectors;
-use crate::delta::{Acked, Limits, plan_round};
+use crate::delta::{Limits, Planned, plan_round};
 use crate::redact::Redactor;
 use crate::root::HostRoot;
-use crate::scan::{Scanner, Selection};
-use crate::state::{StateDir, StateError};
+use crate::scan::{Scan, Scanner, Selection};
+use crate::spool::Spool;
+use crate::state::{Counters, StateDir, StateError};
 
 /// How long the agent waits for the collector's Welcome or an Ack.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Batches sent and not yet acked, at most.
+const WINDOW: usize = 8;
+/// Rounds of checksums a one-shot run repairs before it gives up.
+const ONCE_REPAIRS: usize = 3;
+/// Default bound of the disk spool.
+pub const DEFAULT_SPOOL_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Settings of `census-agent run`.
 #[derive(Debug, Clone)]
@@ -44,6 +59,8 @@ pub struct RunOptions {
     pub package_dirs: Vec<PathBuf>,
     /// Container runtime socket to use instead of discovering one.
     pub runtime_socket: Option<PathBuf>,
+    /// Bound of the disk spool in bytes.
+    pub spool_max_bytes: u64,
 }
 
 /// Why a run or one of its sessions stopped.
@@ -102,26 +119,49 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
     .map_err(SyncError::Config)?;
     let scanner = Arc::new(scanner);
     let identity = identity(&options, &scanner, &state)?;
-    tracing::info!(
-        node_id = %identity.node_id,
-        agent_id = %identity.agent_id,
-        collector = %options.collector,
-        "agent starting"
-    );
+    let delivery = Arc::new(Mutex::new(Delivery::open(state, options.spool_max_bytes)?));
+    {
+        let delivery = lock(&delivery);
+        tracing::info!(
+            node_id = %identity.node_id,
+            agent_id = %identity.agent_id,
+            collector = %options.collector,
+            spooled_batches = delivery.spool.len(),
+            planned_kinds = delivery.planned.kinds.len(),
+            "agent starting"
+        );
+    }
 
-    let mut runtime_events = watch_runtime_events(&scanner);
+    let wake = Arc::new(Notify::new());
+    let (triggers, trigger_rx) = mpsc::channel::<Vec<String>>(16);
+    let runtime_events = watch_runtime_events(&scanner);
+    let mut producer = tokio::spawn(produce(
+        scanner.clone(),
+        delivery.clone(),
+        wake.clone(),
+        trigger_rx,
+        runtime_events,
+        options.interval,
+        options.once,
+    ));
+    let link = Link {
+        options: &options,
+        identity: &identity,
+        delivery: &delivery,
+        wake: &wake,
+        triggers: &triggers,
+    };
     let mut backoff = BACKOFF_FIRST;
     loop {
         let mut welcomed = false;
-        let result = session(
-            &options,
-            &state,
-            &identity,
-            &scanner,
-            &mut runtime_events,
-            &mut welcomed,
-        )
-        .await;
+        let result = tokio::select! {
+            result = link.session(&mut welcomed) => result,
+            ended = &mut producer => match ended {
+                Ok(Ok(())) => Err(SyncError::Protocol("the scan loop ended".into())),
+                Ok(Err(error)) => Err(error),
+                Err(error) => Err(SyncError::Protocol(format!("scan loop failed: {error}"))),
+            },
+        };
         match result {
             Ok(()) => return Ok(()),
             Err(error) if options.once => return Err(error),
@@ -165,72 +205,185 @@ fn identity(
     })
 }
 
-/// One stream: Hello/Welcome, then a snapshot, then changes every interval.
-async fn session(
-    options: &RunOptions,
-    state: &StateDir,
-    identity: &Identity,
-    scanner: &Arc<Scanner>,
-    runtime_events: &mut mpsc::Receiver<()>,
-    welcomed: &mut bool,
-) -> Result<(), SyncError> {
-    let channel = Endpoint::from_shared(options.collector.clone())
-        .map_err(|error| SyncError::Config(error.to_string()))?
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .keep_alive_while_idle(true)
-        .connect()
-        .await
-        .map_err(|source| SyncError::Connect {
-            url: options.collector.clone(),
-            source,
-        })?;
-    let mut client = CensusClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+/// The delivery state both tasks share: planned state, spool, counters.
+struct Delivery {
+    state: StateDir,
+    planned: Planned,
+    spool: Spool,
+    counters: Counters,
+    last_acked_seq: u64,
+    /// Rounds spooled (or shed) so far.
+    rounds: u64,
+}
 
-    let (outbound, outbound_rx) = mpsc::channel::<AgentMessage>(2);
-    let last_acked_seq = state.last_acked_seq()?;
-    let hello = Hello {
-        agent_id: identity.agent_id.clone(),
-        node_id: identity.node_id.clone(),
-        hostname: identity.hostname.clone(),
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        last_acked_seq,
-    };
-    send(&outbound, agent_message::Message::Hello(hello)).await?;
-    let mut inbound = client
-        .sync(ReceiverStream::new(outbound_rx))
-        .await?
-        .into_inner();
-    let welcome: Welcome = match reply(&mut inbound, "welcome").await? {
-        collector_message::Message::Welcome(welcome) => welcome,
-        other => {
-            return Err(SyncError::Protocol(format!(
-                "expected welcome, got {other:?}"
-            )));
+fn lock(delivery: &Mutex<Delivery>) -> MutexGuard<'_, Delivery> {
+    delivery.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Delivery {
+    fn open(state: StateDir, spool_max_bytes: u64) -> Result<Self, StateError> {
+        let last_acked_seq = state.last_acked_seq()?;
+        let mut spool = Spool::open(state.spool_dir(), spool_max_bytes)?;
+        // Acked before a crash, not yet removed.
+        spool.remove_through(last_acked_seq);
+        Ok(Delivery {
+            planned: state.planned(),
+            counters: state.counters(),
+            spool,
+            last_acked_seq,
+            rounds: 0,
+            state,
+        })
+    }
+
+    /// Seqs only grow: above everything spooled and everything acked.
+    fn next_seq(&self) -> u64 {
+        self.spool.last_seq().unwrap_or(0).max(self.last_acked_seq) + 1
+    }
+
+    fn stats(&self) -> DeliveryStats {
+        DeliveryStats {
+            shed_batches: self.counters.shed_batches,
+            shed_changes: self.counters.shed_changes,
+            corrupt_records: self.counters.corrupt_records,
+            spooled_batches: self.spool.len() as u64,
+            spooled_bytes: self.spool.bytes(),
+            resyncs: self.counters.resyncs,
         }
-    };
-    *welcomed = true;
-    let mut next_seq = last_acked_seq.max(welcome.last_applied_seq) + 1;
-    tracing::info!(
-        last_applied_seq = welcome.last_applied_seq,
-        "connected to collector"
-    );
+    }
 
-    let mut acked: Option<Acked> = None;
-    let mut interval_end = Instant::now();
-    // None: a full scan; Some: only the kinds a runtime event may have changed.
-    let mut partial: Option<Selection> = None;
+    /// Plans a round against the planned state and spools it. A round that does not
+    /// fit is shed whole: counted, logged, and every kind is sent whole next time.
+    fn spool_round(&mut self, scan: &Scan) -> Result<(), StateError> {
+        self.rounds += 1;
+        let round = plan_round(
+            Some(&self.planned),
+            scan,
+            self.next_seq(),
+            Limits::default(),
+        );
+        if round.batches.is_empty() {
+            return Ok(());
+        }
+        match self.spool.append(&round.batches)? {
+            Ok(()) => {
+                if round.next != self.planned {
+                    self.state.set_planned(&round.next)?;
+                    self.planned = round.next;
+                }
+            }
+            Err(full) => {
+                let changes: usize = round.batches.iter().map(batch_changes).sum();
+                self.counters.shed_batches += round.batches.len() as u64;
+                self.counters.shed_changes += changes as u64;
+                tracing::warn!(
+                    %full,
+                    batches = round.batches.len(),
+                    changes,
+                    shed_batches = self.counters.shed_batches,
+                    shed_changes = self.counters.shed_changes,
+                    "spool full: this round is shed; every kind is sent whole once there is room"
+                );
+                self.state.set_counters(&self.counters)?;
+                self.forget(&[])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets kinds (all when empty) so the next round sends them whole.
+    fn forget(&mut self, kinds: &[String]) -> Result<(), StateError> {
+        self.planned.forget(kinds);
+        self.counters.resyncs += 1;
+        self.state.set_counters(&self.counters)?;
+        self.state.set_planned(&self.planned)
+    }
+
+    fn acked(&mut self, seq: u64) -> Result<(), StateError> {
+        self.state.set_last_acked_seq(seq)?;
+        self.last_acked_seq = seq;
+        self.spool.remove_through(seq);
+        Ok(())
+    }
+
+    /// Reconciles with where the collector stands. True when every kind must be sent
+    /// whole again.
+    fn welcome(&mut self, last_applied: u64) -> Result<bool, StateError> {
+        let ours = self.last_acked_seq.max(self.spool.last_seq().unwrap_or(0));
+        if last_applied > ours {
+            // The collector applied batches this state dir never wrote (it was lost or
+            // replaced): continue above them and send everything whole.
+            tracing::warn!(
+                last_applied,
+                ours,
+                "the collector is ahead of this agent's state: resyncing every kind"
+            );
+            self.spool.clear();
+            self.acked(last_applied)?;
+            self.forget(&[])?;
+            return Ok(true);
+        }
+        if last_applied < self.last_acked_seq {
+            // The collector lost batches it had acked (a restored or new database).
+            tracing::warn!(
+                last_applied,
+                last_acked = self.last_acked_seq,
+                "the collector lost acked batches: resyncing every kind"
+            );
+            self.forget(&[])?;
+            return Ok(true);
+        }
+        self.acked(last_applied)?;
+        Ok(false)
+    }
+}
+
+/// The scan loop: a round every interval, a partial one on runtime events, and a
+/// resync round when the sender asks for kinds to be sent whole.
+async fn produce(
+    scanner: Arc<Scanner>,
+    delivery: Arc<Mutex<Delivery>>,
+    wake: Arc<Notify>,
+    mut triggers: mpsc::Receiver<Vec<String>>,
+    mut runtime_events: mpsc::Receiver<()>,
+    interval: Duration,
+    once: bool,
+) -> Result<(), SyncError> {
+    let mut next_full = Instant::now();
+    let mut first = true;
     loop {
-        if partial.is_none() {
-            interval_end = Instant::now() + options.interval;
+        // None: a full scan; Some: only the kinds a runtime event may have changed.
+        let selection: Option<Selection> = if std::mem::take(&mut first) {
+            None
+        } else if once {
+            match triggers.recv().await {
+                Some(kinds) => {
+                    lock(&delivery).forget(&kinds)?;
+                    None
+                }
+                None => return Ok(()),
+            }
+        } else {
+            tokio::select! {
+                _ = sleep_until(next_full) => None,
+                Some(kinds) = triggers.recv() => {
+                    lock(&delivery).forget(&kinds)?;
+                    None
+                }
+                Some(()) = runtime_events.recv() => {
+                    // Let a burst (pull, create, start) settle into one scan.
+                    sleep(crate::runtime::docker::EVENT_SETTLE).await;
+                    while runtime_events.try_recv().is_ok() {}
+                    tracing::debug!("runtime event: rescanning containers and images");
+                    Some(scanner.selection.intersect(RUNTIME_KINDS))
+                }
+            }
+        };
+        if selection.is_none() {
+            next_full = Instant::now() + interval;
         }
         let scan = {
             let scanner = scanner.clone();
-            let selection = partial.take();
             tokio::task::spawn_blocking(move || match selection {
                 Some(selection) => scanner.scan_selected(&selection),
                 None => scanner.scan(),
@@ -238,53 +391,230 @@ async fn session(
             .await
             .map_err(|error| SyncError::Protocol(format!("scan task failed: {error}")))?
         };
-        let round = plan_round(acked.as_ref(), &scan, next_seq, Limits::default());
-        let (batches, changes) = (
-            round.batches.len(),
-            round.batches.iter().map(batch_changes).sum::<usize>(),
+        {
+            let mut delivery = lock(&delivery);
+            delivery.spool_round(&scan)?;
+            tracing::debug!(
+                spooled_batches = delivery.spool.len(),
+                spooled_bytes = delivery.spool.bytes(),
+                "round spooled"
+            );
+        }
+        wake.notify_one();
+    }
+}
+
+/// What the sender works with.
+struct Link<'a> {
+    options: &'a RunOptions,
+    identity: &'a Identity,
+    delivery: &'a Arc<Mutex<Delivery>>,
+    wake: &'a Notify,
+    triggers: &'a mpsc::Sender<Vec<String>>,
+}
+
+impl Link<'_> {
+    /// One stream: Hello/Welcome, then the spool replayed in order and checksums once
+    /// everything is acked. Returns (one-shot runs only) once the collector agrees.
+    async fn session(&self, welcomed: &mut bool) -> Result<(), SyncError> {
+        let options = self.options;
+        let channel = Endpoint::from_shared(options.collector.clone())
+            .map_err(|error| SyncError::Config(error.to_string()))?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .connect()
+            .await
+            .map_err(|source| SyncError::Connect {
+                url: options.collector.clone(),
+                source,
+            })?;
+        let mut client = CensusClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+        let (outbound, outbound_rx) = mpsc::channel::<AgentMessage>(2);
+        let hello = {
+            let delivery = lock(self.delivery);
+            Hello {
+                agent_id: self.identity.agent_id.clone(),
+                node_id: self.identity.node_id.clone(),
+                hostname: self.identity.hostname.clone(),
+                agent_version: env!("CARGO_PKG_VERSION").to_string(),
+                last_acked_seq: delivery.last_acked_seq,
+                delivery: Some(delivery.stats()),
+            }
+        };
+        send(&outbound, agent_message::Message::Hello(hello)).await?;
+        let mut inbound = client
+            .sync(ReceiverStream::new(outbound_rx))
+            .await?
+            .into_inner();
+        let welcome: Welcome = match reply(&mut inbound, "welcome").await? {
+            collector_message::Message::Welcome(welcome) => welcome,
+            other => {
+                return Err(SyncError::Protocol(format!(
+                    "expected welcome, got {other:?}"
+                )));
+            }
+        };
+        *welcomed = true;
+        let (resync, mut sent_through) = {
+            let mut delivery = lock(self.delivery);
+            let resync = delivery.welcome(welcome.last_applied_seq)?;
+            (resync, delivery.last_acked_seq)
+        };
+        tracing::info!(
+            last_applied_seq = welcome.last_applied_seq,
+            "connected to collector"
         );
-        for batch in round.batches {
-            let seq = batch.seq;
-            send(&outbound, agent_message::Message::Batch(batch)).await?;
-            match reply(&mut inbound, "ack").await? {
-                collector_message::Message::Ack(ack) if ack.seq == seq => {}
-                other => {
+        if resync {
+            let _ = self.triggers.send(Vec::new()).await;
+        }
+
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
+        // Rounds covered by the last checksums sent, and whether they are answered.
+        let mut checked_rounds = 0;
+        let mut awaiting_verdict = false;
+        let mut verified = false;
+        let mut repairs = 0;
+        let mut reply_deadline: Option<Instant> = None;
+        loop {
+            // Fill the window from the spool, oldest first.
+            while in_flight.len() < WINDOW {
+                let next = lock(self.delivery).spool.seqs_after(sent_through).next();
+                let Some(seq) = next else { break };
+                let batch = self.read_spooled(seq).await?;
+                let changes = batch_changes(&batch);
+                send(&outbound, agent_message::Message::Batch(batch)).await?;
+                tracing::debug!(seq, changes, "batch sent");
+                sent_through = seq;
+                in_flight.push_back(seq);
+            }
+            // Checksums once everything is acked and a round was spooled since the last.
+            if in_flight.is_empty() && !awaiting_verdict {
+                let checksums = {
+                    let delivery = lock(self.delivery);
+                    (delivery.spool.is_empty() && delivery.rounds > checked_rounds).then(|| {
+                        checked_rounds = delivery.rounds;
+                        Checksums {
+                            seq: delivery.last_acked_seq,
+                            kinds: delivery.planned.checksums(),
+                            delivery: Some(delivery.stats()),
+                        }
+                    })
+                };
+                if let Some(checksums) = checksums {
+                    send(&outbound, agent_message::Message::Checksums(checksums)).await?;
+                    awaiting_verdict = true;
+                    verified = false;
+                }
+            }
+            if options.once && verified {
+                // End the request stream and let the collector close its side.
+                drop(outbound);
+                let _ = timeout(Duration::from_secs(5), inbound.message()).await;
+                return Ok(());
+            }
+            // The collector owes a reply: it must come within REPLY_TIMEOUT of the
+            // last message received (or of the first request it owes).
+            let waiting_for_reply = !in_flight.is_empty() || awaiting_verdict;
+            if !waiting_for_reply {
+                reply_deadline = None;
+            } else if reply_deadline.is_none() {
+                reply_deadline = Some(Instant::now() + REPLY_TIMEOUT);
+            }
+            let deadline = reply_deadline.unwrap_or_else(|| Instant::now() + BACKOFF_MAX);
+            tokio::select! {
+                message = inbound.message() => {
+                    reply_deadline = None;
+                    self.received(message?, &mut in_flight, &mut awaiting_verdict, &mut verified, &mut repairs).await?;
+                }
+                _ = sleep_until(deadline), if waiting_for_reply => {
+                    return Err(SyncError::Timeout("ack", REPLY_TIMEOUT));
+                }
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Handles one message from the collector.
+    async fn received(
+        &self,
+        message: Option<census_proto::v1::CollectorMessage>,
+        in_flight: &mut VecDeque<u64>,
+        awaiting_verdict: &mut bool,
+        verified: &mut bool,
+        repairs: &mut usize,
+    ) -> Result<(), SyncError> {
+        let message = message
+            .ok_or(SyncError::Closed)?
+            .message
+            .ok_or_else(|| SyncError::Protocol("an empty message from the collector".into()))?;
+        match message {
+            collector_message::Message::Ack(ack) => {
+                if in_flight.front() != Some(&ack.seq) {
                     return Err(SyncError::Protocol(format!(
-                        "expected ack of batch {seq}, got {other:?}"
+                        "ack of batch {} while the oldest unacked is {:?}",
+                        ack.seq,
+                        in_flight.front()
                     )));
                 }
+                in_flight.pop_front();
+                lock(self.delivery).acked(ack.seq)?;
             }
-            state.set_last_acked_seq(seq)?;
-            next_seq = seq + 1;
-        }
-        let snapshot = acked.is_none();
-        acked = Some(round.next);
-        tracing::info!(snapshot, batches, changes, "sync round acked");
-        if options.once {
-            // End the request stream and let the collector close its side.
-            drop(outbound);
-            let _ = timeout(Duration::from_secs(5), inbound.message()).await;
-            return Ok(());
-        }
-        // Sleep out the interval, noticing at once if the collector goes away, and
-        // rescanning containers and images as soon as the runtime reports a change.
-        loop {
-            tokio::select! {
-                _ = sleep_until(interval_end) => break,
-                message = inbound.message() => match message? {
-                    None => return Err(SyncError::Closed),
-                    Some(message) => tracing::warn!(?message, "unexpected message from collector"),
-                },
-                Some(()) = runtime_events.recv() => {
-                    // Let a burst (pull, create, start) settle into one scan.
-                    sleep(crate::runtime::docker::EVENT_SETTLE).await;
-                    while runtime_events.try_recv().is_ok() {}
-                    partial = Some(scanner.selection.intersect(RUNTIME_KINDS));
-                    tracing::debug!("runtime event: rescanning containers and images");
-                    break;
+            collector_message::Message::Resync(resync) if *awaiting_verdict => {
+                *awaiting_verdict = false;
+                if resync.kinds.is_empty() {
+                    *verified = true;
+                    tracing::debug!(
+                        seq = resync.seq,
+                        "collector state agrees with the checksums"
+                    );
+                } else {
+                    *repairs += 1;
+                    if self.options.once && *repairs > ONCE_REPAIRS {
+                        return Err(SyncError::Protocol(format!(
+                            "collector state still differs after {ONCE_REPAIRS} resyncs: {:?}",
+                            resync.kinds
+                        )));
+                    }
+                    tracing::warn!(seq = resync.seq, kinds = ?resync.kinds, "collector state differs: resending these kinds whole");
+                    let _ = self.triggers.send(resync.kinds).await;
                 }
             }
+            other => {
+                return Err(SyncError::Protocol(format!(
+                    "unexpected message from collector: {other:?}"
+                )));
+            }
         }
+        Ok(())
+    }
+
+    /// A spooled batch; damaged entries are counted and every kind is resent whole.
+    async fn read_spooled(&self, seq: u64) -> Result<census_proto::v1::Batch, SyncError> {
+        let spooled = {
+            let mut delivery = lock(self.delivery);
+            let spooled = delivery.spool.read(seq)?;
+            if spooled.corrupt > 0 {
+                delivery.counters.corrupt_records += spooled.corrupt;
+                tracing::warn!(
+                    seq,
+                    corrupt = spooled.corrupt,
+                    total = delivery.counters.corrupt_records,
+                    path = %delivery.spool.dir().display(),
+                    "spooled batch has damaged entries: skipped; every kind is resent whole"
+                );
+            }
+            spooled
+        };
+        if spooled.corrupt > 0 {
+            let _ = self.triggers.send(Vec::new()).await;
+        }
+        Ok(spooled.batch)
     }
 }
 

@@ -112,6 +112,29 @@ impl Body {
     }
 }
 
+/// Order-independent digest of a set of (key, fingerprint) pairs, as `KindChecksum`
+/// carries it: pairs may be added in any order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindDigest {
+    pub count: u64,
+    pub digest: u64,
+}
+
+impl KindDigest {
+    /// Adds a pair (each key once).
+    pub fn add(&mut self, key: &str, fingerprint: &[u8]) {
+        let mut hasher = Sha256::new();
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(fingerprint);
+        let hash: [u8; 32] = hasher.finalize().into();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        self.digest ^= u64::from_le_bytes(first);
+        self.count += 1;
+    }
+}
+
 /// Serializes a record body as its fields alone, in declaration order.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields<'a>(pub &'a Body);
@@ -120,6 +143,22 @@ pub struct Fields<'a>(pub &'a Body);
 mod tests {
     use super::v1::{KernelModule, Process};
     use super::*;
+
+    #[test]
+    fn kind_digests_ignore_order_and_see_every_pair() {
+        let mut a = KindDigest::default();
+        a.add("k1", &[1; 32]);
+        a.add("k2", &[2; 32]);
+        let mut b = KindDigest::default();
+        b.add("k2", &[2; 32]);
+        b.add("k1", &[1; 32]);
+        assert_eq!(a, b);
+        let mut c = KindDigest::default();
+        c.add("k1", &[1; 32]);
+        c.add("k2", &[3; 32]);
+        assert_ne!(a.digest, c.digest);
+        assert_eq!(a.count, 2);
+    }
 
     #[test]
     fn volatile_fields_do_not_change_the_fingerprint() {

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use census_proto::v1::census_server::Census;
 use census_proto::v1::{
-    Ack, AgentMessage, Batch, CollectorMessage, Hello, Welcome, agent_message, collector_message,
+    Ack, AgentMessage, Batch, Checksums, CollectorMessage, DeliveryStats, Hello, Resync, Welcome,
+    agent_message, collector_message,
 };
 use census_proto::{FINGERPRINT_LEN, Fields};
 use jiff::Timestamp;
@@ -15,7 +16,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::policy;
-use crate::store::{Applied, BatchApply, KindApply, NodeHello, Store, StoreError, TaggedRecord};
+use crate::store::{
+    Applied, BatchApply, Delivery, KindApply, NodeHello, Store, StoreError, TaggedRecord,
+};
 
 /// Longest record key or node id accepted.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -120,14 +123,27 @@ impl StreamTask {
                     batch.seq
                 )));
             }
+            Some(agent_message::Message::Checksums(_)) => {
+                return Err(Status::failed_precondition(
+                    "checksums before hello: a stream must start with Hello",
+                ));
+            }
             None => return Ok(()),
         };
+        let reported = hello.delivery;
         let hello = validate_hello(hello)?;
         let node_id = hello.node_id.clone();
         *node = Some(node_id.clone());
         let mut replaced = self.register(&node_id);
         let now = Timestamp::now().as_millisecond();
-        let last_applied_seq = blocking(&self.store, move |store| store.hello(&hello, now)).await?;
+        let last_applied_seq = blocking(&self.store, move |store| {
+            let seq = store.hello(&hello, now)?;
+            if let Some(stats) = reported {
+                store.report_delivery(&hello.node_id, &delivery(&stats))?;
+            }
+            Ok(seq)
+        })
+        .await?;
         self.send(collector_message::Message::Welcome(Welcome {
             last_applied_seq,
             collector_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -147,6 +163,12 @@ impl StreamTask {
             let batch = match message {
                 None => return Ok(()),
                 Some(agent_message::Message::Batch(batch)) => batch,
+                Some(agent_message::Message::Checksums(checksums)) => {
+                    let resync = self.verify(&node_id, checksums).await?;
+                    self.send(collector_message::Message::Resync(resync))
+                        .await?;
+                    continue;
+                }
                 Some(agent_message::Message::Hello(_)) => {
                     return Err(Status::failed_precondition("a second hello on one stream"));
                 }
@@ -159,6 +181,52 @@ impl StreamTask {
             self.send(collector_message::Message::Ack(Ack { seq }))
                 .await?;
         }
+    }
+
+    /// Compares the agent's per-kind checksums with the stored live records: the
+    /// answer names the kinds that differ (none when all agree).
+    async fn verify(&self, node_id: &str, checksums: Checksums) -> Result<Resync, Status> {
+        for kind in &checksums.kinds {
+            if !census_proto::KINDS.contains(&kind.kind.as_str()) {
+                return Err(Status::invalid_argument(format!(
+                    "checksums for unknown kind {:?}",
+                    kind.kind
+                )));
+            }
+        }
+        let kinds: Vec<String> = checksums.kinds.iter().map(|k| k.kind.clone()).collect();
+        let node = node_id.to_string();
+        let reported = checksums.delivery;
+        let stored = blocking(&self.store, move |store| {
+            if let Some(stats) = reported {
+                store.report_delivery(&node, &delivery(&stats))?;
+            }
+            store.checksums(&node, &kinds)
+        })
+        .await?;
+        let differing: Vec<String> = checksums
+            .kinds
+            .iter()
+            .filter(|k| {
+                stored
+                    .get(&k.kind)
+                    .is_none_or(|d| d.count != k.count || d.digest != k.digest)
+            })
+            .map(|k| k.kind.clone())
+            .collect();
+        if !differing.is_empty() {
+            tracing::warn!(node = %node_id, seq = checksums.seq, kinds = ?differing, "checksums differ: asking for a resync");
+            let node = node_id.to_string();
+            let count = differing.len() as u64;
+            blocking(&self.store, move |store| {
+                store.count_mismatches(&node, count)
+            })
+            .await?;
+        }
+        Ok(Resync {
+            seq: checksums.seq,
+            kinds: differing,
+        })
     }
 
     /// Registers this stream as the node's current one, ending any previous stream.
@@ -218,6 +286,18 @@ async fn blocking<T: Send + 'static>(
             tracing::error!(%error, "store error");
             Status::unavailable(format!("store error: {error}"))
         })
+}
+
+fn delivery(stats: &DeliveryStats) -> Delivery {
+    Delivery {
+        shed_batches: stats.shed_batches,
+        shed_changes: stats.shed_changes,
+        corrupt_records: stats.corrupt_records,
+        spooled_batches: stats.spooled_batches,
+        spooled_bytes: stats.spooled_bytes,
+        resyncs: stats.resyncs,
+        checksum_mismatches: 0,
+    }
 }
 
 fn validate_hello(hello: Hello) -> Result<NodeHello, Status> {

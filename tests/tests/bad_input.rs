@@ -25,6 +25,7 @@ fn hello(node: &str) -> AgentMessage {
             hostname: "bad-input-test".into(),
             agent_version: "test".into(),
             last_acked_seq: 0,
+            delivery: None,
         })),
     }
 }

@@ -468,11 +468,19 @@ fn planted_secrets_appear_nowhere() -> Result<()> {
         !stored.is_empty(),
         "the redacted variable reached the collector"
     );
-    for file in std::fs::read_dir(state.path())?.flatten() {
-        leaks(
-            &format!("agent state {}", file.path().display()),
-            &std::fs::read(file.path())?,
-        )?;
+    // The state dir, its spool included.
+    let mut dirs = vec![state.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for file in std::fs::read_dir(&dir)?.flatten() {
+            if file.file_type()?.is_dir() {
+                dirs.push(file.path());
+                continue;
+            }
+            leaks(
+                &format!("agent state {}", file.path().display()),
+                &std::fs::read(file.path())?,
+            )?;
+        }
     }
     let db_dir = collector.db.parent().context("db dir")?;
     for file in std::fs::read_dir(db_dir)?.flatten() {

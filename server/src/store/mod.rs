@@ -95,6 +95,22 @@ pub struct NodeSummary {
     pub last_applied_seq: u64,
     /// Live (not removed) records per kind.
     pub record_counts: BTreeMap<String, u64>,
+    /// The agent's delivery counters as last reported.
+    pub delivery: Delivery,
+}
+
+/// An agent's delivery counters (what it shed, found damaged, or resent whole) and
+/// the kinds the collector asked it to resend after a checksum mismatch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Delivery {
+    pub shed_batches: u64,
+    pub shed_changes: u64,
+    pub corrupt_records: u64,
+    pub spooled_batches: u64,
+    pub spooled_bytes: u64,
+    pub resyncs: u64,
+    /// Kinds found to differ by checksum, counted by the collector.
+    pub checksum_mismatches: u64,
 }
 
 /// Filters of `GET /api/v1/records`.
@@ -140,6 +156,16 @@ pub trait Store: Send + Sync + 'static {
     fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError>;
     /// Checks the store answers (health checks).
     fn ping(&self) -> Result<(), StoreError>;
+    /// Records the agent's reported delivery counters (all but `checksum_mismatches`).
+    fn report_delivery(&self, node_id: &str, delivery: &Delivery) -> Result<(), StoreError>;
+    /// Count and digest of the live records of each of `kinds` for the node.
+    fn checksums(
+        &self,
+        node_id: &str,
+        kinds: &[String],
+    ) -> Result<BTreeMap<String, census_proto::KindDigest>, StoreError>;
+    /// Adds `count` kinds found to differ to the node's counters.
+    fn count_mismatches(&self, node_id: &str, count: u64) -> Result<(), StoreError>;
 }
 
 /// Opens the store a `--db` URL names: `sqlite:PATH`.

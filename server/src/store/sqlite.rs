@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Applied, BatchApply, NodeHello, NodeSummary, RecordQuery, Store, StoreError, StoredRecord,
-    rfc3339,
+    Applied, BatchApply, Delivery, NodeHello, NodeSummary, RecordQuery, Store, StoreError,
+    StoredRecord, rfc3339,
 };
 
 /// Schema migrations; `PRAGMA user_version` counts those applied.
@@ -42,6 +42,14 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX records_delete_by ON records (delete_by) WHERE delete_by IS NOT NULL;
     CREATE INDEX records_retain_until ON records (retain_until);",
+    // 2: agents' delivery counters.
+    "ALTER TABLE nodes ADD COLUMN shed_batches INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN shed_changes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN corrupt_records INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN spooled_batches INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN spooled_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN resyncs INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN checksum_mismatches INTEGER NOT NULL DEFAULT 0;",
 ];
 
 #[derive(Debug)]
@@ -256,7 +264,9 @@ impl Store for SqliteStore {
             }
         }
         let mut statement = transaction.prepare_cached(
-            "SELECT node_id, hostname, agent_id, agent_version, first_seen, last_seen, last_applied_seq
+            "SELECT node_id, hostname, agent_id, agent_version, first_seen, last_seen, last_applied_seq,
+                shed_batches, shed_changes, corrupt_records, spooled_batches, spooled_bytes, resyncs,
+                checksum_mismatches
              FROM nodes ORDER BY node_id",
         )?;
         let nodes = statement
@@ -271,6 +281,15 @@ impl Store for SqliteStore {
                     first_seen: rfc3339(row.get(4)?),
                     last_seen: rfc3339(row.get(5)?),
                     last_applied_seq: row.get::<_, i64>(6)? as u64,
+                    delivery: Delivery {
+                        shed_batches: row.get::<_, i64>(7)? as u64,
+                        shed_changes: row.get::<_, i64>(8)? as u64,
+                        corrupt_records: row.get::<_, i64>(9)? as u64,
+                        spooled_batches: row.get::<_, i64>(10)? as u64,
+                        spooled_bytes: row.get::<_, i64>(11)? as u64,
+                        resyncs: row.get::<_, i64>(12)? as u64,
+                        checksum_mismatches: row.get::<_, i64>(13)? as u64,
+                    },
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -331,6 +350,58 @@ impl Store for SqliteStore {
             Ok(record)
         })
         .collect()
+    }
+
+    fn report_delivery(&self, node_id: &str, delivery: &Delivery) -> Result<(), StoreError> {
+        let as_i64 = |v: u64| v.min(i64::MAX as u64) as i64;
+        self.writer().execute(
+            "UPDATE nodes SET shed_batches = ?1, shed_changes = ?2, corrupt_records = ?3,
+                spooled_batches = ?4, spooled_bytes = ?5, resyncs = ?6
+             WHERE node_id = ?7",
+            params![
+                as_i64(delivery.shed_batches),
+                as_i64(delivery.shed_changes),
+                as_i64(delivery.corrupt_records),
+                as_i64(delivery.spooled_batches),
+                as_i64(delivery.spooled_bytes),
+                as_i64(delivery.resyncs),
+                node_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn checksums(
+        &self,
+        node_id: &str,
+        kinds: &[String],
+    ) -> Result<BTreeMap<String, census_proto::KindDigest>, StoreError> {
+        let connection = self.reader();
+        let transaction = connection.unchecked_transaction()?;
+        let mut digests = BTreeMap::new();
+        let mut statement = transaction.prepare_cached(
+            "SELECT key, fingerprint FROM records
+             WHERE node_id = ?1 AND kind = ?2 AND removed_at IS NULL",
+        )?;
+        for kind in kinds {
+            let mut digest = census_proto::KindDigest::default();
+            let mut rows = statement.query(params![node_id, kind])?;
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                let fingerprint: Vec<u8> = row.get(1)?;
+                digest.add(&key, &fingerprint);
+            }
+            digests.insert(kind.clone(), digest);
+        }
+        Ok(digests)
+    }
+
+    fn count_mismatches(&self, node_id: &str, count: u64) -> Result<(), StoreError> {
+        self.writer().execute(
+            "UPDATE nodes SET checksum_mismatches = checksum_mismatches + ?1 WHERE node_id = ?2",
+            params![count.min(i64::MAX as u64) as i64, node_id],
+        )?;
+        Ok(())
     }
 
     fn ping(&self) -> Result<(), StoreError> {
