@@ -108,38 +108,7 @@ impl Collector {
     pub fn start() -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("census.db");
-        let mut child = Command::new(binary("census-collector"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--db",
-            ])
-            .arg(format!("sqlite:{}", db.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(
-                dir.path().join("collector.log"),
-            )?))
-            .spawn()
-            .context("cannot start census-collector")?;
-        let stdout = child.stdout.take().context("collector stdout")?;
-        let process = Running {
-            child,
-            name: "census-collector",
-        };
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|part| part.strip_prefix(name))
-                .map(str::to_string)
-                .with_context(|| {
-                    format!("collector printed {line:?}, expected 'listening grpc=.. http=..'")
-                })
-        };
-        let (grpc, http) = (field("grpc=")?, field("http=")?);
+        let (process, grpc, http) = spawn_collector(&db, "127.0.0.1:0", "127.0.0.1:0", dir.path())?;
         Ok(Collector {
             process,
             grpc,
@@ -147,6 +116,32 @@ impl Collector {
             db,
             dir,
         })
+    }
+
+    /// Kills the collector with SIGKILL (no shutdown, nothing flushed).
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the collector again on the same ports and database.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.process.kill();
+        let mut attempts = 0;
+        loop {
+            match spawn_collector(&self.db, &self.grpc, &self.http, self.dir.path()) {
+                Ok((process, _, _)) => {
+                    self.process = process;
+                    return Ok(());
+                }
+                // The port may still be held for a moment by the killed process.
+                Err(error) if attempts < 50 => {
+                    attempts += 1;
+                    let _ = error;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     pub fn grpc_url(&self) -> String {
@@ -193,6 +188,51 @@ impl Collector {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
     }
+}
+
+/// Starts `census-collector serve` on the given addresses, logging (appending) to
+/// `dir/collector.log`; returns once it prints the addresses it listens on.
+fn spawn_collector(
+    db: &std::path::Path,
+    grpc_addr: &str,
+    http_addr: &str,
+    dir: &std::path::Path,
+) -> Result<(Running, String, String)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("collector.log"))?;
+    let mut child = Command::new(binary("census-collector"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            grpc_addr,
+            "--http-addr",
+            http_addr,
+            "--db",
+        ])
+        .arg(format!("sqlite:{}", db.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("cannot start census-collector")?;
+    let stdout = child.stdout.take().context("collector stdout")?;
+    let process = Running {
+        child,
+        name: "census-collector",
+    };
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|part| part.strip_prefix(name))
+            .map(str::to_string)
+            .with_context(|| {
+                format!("collector printed {line:?}, expected 'listening grpc=.. http=..'")
+            })
+    };
+    let (grpc, http) = (field("grpc=")?, field("http=")?);
+    Ok((process, grpc, http))
 }
 
 /// A unique node id for one test, so tests sharing a host never collide.
