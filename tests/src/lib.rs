@@ -14,12 +14,14 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile dir")
-            .to_path_buf();
+        // target/<profile>/deps/<test> (tests) or target/<profile>/<bin> (benches) -> target/<profile>
+        let parent = exe.parent().expect("target dir");
+        let profile_dir = if parent.file_name().is_some_and(|n| n == "deps") {
+            parent.parent().expect("target profile dir")
+        } else {
+            parent
+        }
+        .to_path_buf();
         let profile = profile_dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -372,4 +374,116 @@ pub fn run_measured(command: &mut Command, timeout: Duration) -> Result<Measured
         peak_rss_kib,
         elapsed: started.elapsed(),
     })
+}
+
+/// Kinds whose state is a pure function of the synthetic root (no processes).
+pub const SYNTHETIC_KINDS: &str = "package,account,group";
+
+/// A host root holding only what these tests change: a dpkg database of many
+/// packages, accounts and groups. Generation `g` changes versions, removes some
+/// packages and adds others.
+#[derive(Debug)]
+pub struct SyntheticHost {
+    dir: tempfile::TempDir,
+    packages: usize,
+}
+
+impl SyntheticHost {
+    pub fn new(packages: usize) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc"))?;
+        std::fs::create_dir_all(root.join("var/lib/dpkg"))?;
+        std::fs::write(
+            root.join("etc/os-release"),
+            "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"census synthetic\"\n",
+        )?;
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\ncensus:x:1000:1000:census:/home/census:/bin/sh\n",
+        )?;
+        std::fs::write(root.join("etc/group"), "root:x:0:\ncensus:x:1000:\n")?;
+        let host = SyntheticHost { dir, packages };
+        host.generation(0)?;
+        Ok(host)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn generation(&self, g: usize) -> Result<()> {
+        let mut status = String::with_capacity(self.packages * 160);
+        for i in 0..self.packages {
+            if g > 0 && (i + g).is_multiple_of(10) {
+                continue;
+            }
+            let version = if g > 0 && i % 7 == g % 7 { g } else { 0 };
+            status.push_str(&format!(
+                "Package: census-synthetic-{i}\nStatus: install ok installed\nVersion: 1.{version}-{i}\n\
+                 Architecture: amd64\nMaintainer: census <census@example.org>\nInstalled-Size: {i}\n\
+                 Description: synthetic package {i}\n\n"
+            ));
+        }
+        for j in 0..10 {
+            status.push_str(&format!(
+                "Package: census-extra-{g}-{j}\nStatus: install ok installed\nVersion: {g}.{j}\n\
+                 Architecture: all\n\n"
+            ));
+        }
+        let path = self.root().join("var/lib/dpkg/status");
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, status)?;
+        std::fs::rename(temporary, path)?;
+        Ok(())
+    }
+
+    /// `census-agent run` against `collector` for this root, logging to `log`.
+    pub fn agent(
+        &self,
+        collector: &str,
+        state: &Path,
+        node: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Running> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        Running::group(
+            Command::new(binary("census-agent"))
+                .args(["run", "--collector", collector, "--interval", "1"])
+                .arg("--host-root")
+                .arg(self.root())
+                .arg("--state-dir")
+                .arg(state)
+                .args(["--node-id", node, "--only", SYNTHETIC_KINDS])
+                .args(["--runtime-socket", "/nonexistent/runtime.sock"])
+                .args(extra)
+                .env("RUST_LOG", "census_agent=debug")
+                .stdout(Stdio::null())
+                .stderr(log),
+            "census-agent",
+        )
+    }
+
+    /// What a fresh scan of the root finds: (kind, key, fingerprint).
+    pub fn scanned(&self) -> Result<std::collections::BTreeSet<(String, String, String)>> {
+        let root = self.root().display().to_string();
+        let (records, _) = scan_json(&[
+            "--host-root",
+            &root,
+            "--only",
+            SYNTHETIC_KINDS,
+            "--runtime-socket",
+            "/nonexistent/runtime.sock",
+        ])?;
+        Ok(records.iter().map(triple).collect())
+    }
+}
+
+pub fn triple(record: &serde_json::Value) -> (String, String, String) {
+    let text = |name: &str| record[name].as_str().unwrap_or_default().to_string();
+    (text("kind"), text("key"), text("fingerprint"))
 }
