@@ -453,7 +453,12 @@ impl SyntheticHost {
             .open(log)?;
         Running::group(
             Command::new(binary("census-agent"))
-                .args(["run", "--collector", collector, "--interval", "1"])
+                .args(["run", "--collector", collector])
+                .args(if extra.contains(&"--interval") {
+                    &[][..]
+                } else {
+                    &["--interval", "1"][..]
+                })
                 .arg("--host-root")
                 .arg(self.root())
                 .arg("--state-dir")
