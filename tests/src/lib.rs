@@ -136,9 +136,8 @@ impl Collector {
                     return Ok(());
                 }
                 // The port may still be held for a moment by the killed process.
-                Err(error) if attempts < 50 => {
+                Err(_) if attempts < 50 => {
                     attempts += 1;
-                    let _ = error;
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(error) => return Err(error),
