@@ -70,6 +70,10 @@ enum Command {
         /// fit is shed, counted and reported, and every kind is resent once there is room.
         #[arg(long, default_value_t = census_agent::sync::DEFAULT_SPOOL_BYTES)]
         spool_max_bytes: u64,
+        /// Seconds between HTTP/2 keepalive pings to the collector; an unanswered ping
+        /// (within the same time, at most 20 s) ends the stream and the agent reconnects.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        keepalive: u64,
     },
     /// Catalog the packages inside an image archive (`docker save` output), or an image
     /// of the node's Docker Engine, without extracting it.
@@ -171,6 +175,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             package_dirs,
             runtime_socket,
             spool_max_bytes,
+            keepalive,
         } => {
             let options = RunOptions {
                 collector,
@@ -183,6 +188,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 package_dirs,
                 runtime_socket,
                 spool_max_bytes,
+                keepalive: Duration::from_secs(keepalive),
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -39,6 +39,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const WINDOW: usize = 8;
 /// Rounds of checksums a one-shot run repairs before it gives up.
 const ONCE_REPAIRS: usize = 3;
+/// Longest wait for the answer to a keepalive ping.
+const KEEPALIVE_TIMEOUT_MAX: Duration = Duration::from_secs(20);
 /// Default bound of the disk spool.
 pub const DEFAULT_SPOOL_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -61,6 +63,9 @@ pub struct RunOptions {
     pub runtime_socket: Option<PathBuf>,
     /// Bound of the disk spool in bytes.
     pub spool_max_bytes: u64,
+    /// HTTP/2 ping interval on the stream; a ping unanswered within the same time
+    /// (at most 20 s) ends the stream, so a cut connection is noticed.
+    pub keepalive: Duration,
 }
 
 /// Why a run or one of its sessions stopped.
@@ -78,8 +83,9 @@ pub enum SyncError {
         #[source]
         source: tonic::transport::Error,
     },
-    /// The collector ended the stream with an error status.
-    #[error("collector refused: {}: {}", .0.code(), .0.message())]
+    /// The stream ended with an error status: the collector's, or the transport's
+    /// when the connection broke.
+    #[error("stream failed with status {}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
     /// The collector closed the stream.
     #[error("collector closed the stream")]
@@ -422,8 +428,8 @@ impl Link<'_> {
             .map_err(|error| SyncError::Config(error.to_string()))?
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20))
+            .http2_keep_alive_interval(options.keepalive)
+            .keep_alive_timeout(options.keepalive.min(KEEPALIVE_TIMEOUT_MAX))
             .keep_alive_while_idle(true)
             .connect()
             .await

@@ -101,7 +101,7 @@ impl Drop for Running {
 pub struct Collector {
     pub process: Running,
     pub grpc: String,
-    pub http: String,
+    pub api: Api,
     pub db: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -114,7 +114,7 @@ impl Collector {
         Ok(Collector {
             process,
             grpc,
-            http,
+            api: Api { http },
             db,
             dir,
         })
@@ -130,7 +130,7 @@ impl Collector {
         self.process.kill();
         let mut attempts = 0;
         loop {
-            match spawn_collector(&self.db, &self.grpc, &self.http, self.dir.path()) {
+            match spawn_collector(&self.db, &self.grpc, &self.api.http, self.dir.path()) {
                 Ok((process, _, _)) => {
                     self.process = process;
                     return Ok(());
@@ -149,6 +149,19 @@ impl Collector {
         format!("http://{}", self.grpc)
     }
 
+    /// The collector's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
+    }
+}
+
+/// The collector's HTTP API at `http` (host:port).
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub http: String,
+}
+
+impl Api {
     /// GET a path of the HTTP API, parsed as JSON; non-2xx answers are errors.
     pub fn get(&self, path_and_query: &str) -> Result<serde_json::Value> {
         let url = format!("http://{}{path_and_query}", self.http);
@@ -183,11 +196,6 @@ impl Collector {
     pub fn records_where(&self, query: &str) -> Result<Vec<serde_json::Value>> {
         let body = self.get(&format!("/api/v1/records?{query}"))?;
         Ok(body["records"].as_array().cloned().unwrap_or_default())
-    }
-
-    /// The collector's log so far, for assertion messages.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
     }
 }
 

@@ -123,17 +123,20 @@ fn an_unknown_kind_is_refused_by_name_and_stores_nothing() -> Result<()> {
     );
 
     // What was stored before stays; nothing of the refused batch or after it.
-    let modules = collector.records(&node, "kernel_module")?;
+    let modules = collector.api.records(&node, "kernel_module")?;
     let keys: Vec<_> = modules
         .iter()
         .map(|r| r["key"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(keys, ["ext4"]);
     assert_eq!(modules[0]["category"], "asset_basic_data");
-    let everything = collector.records_where(&format!("node={node}&include_removed=true"))?;
+    let everything = collector
+        .api
+        .records_where(&format!("node={node}&include_removed=true"))?;
     assert_eq!(everything.len(), 1, "{everything:?}");
-    let (status, body) =
-        collector.get_raw(&format!("/api/v1/records?node={node}&kind=frobnicator"))?;
+    let (status, body) = collector
+        .api
+        .get_raw(&format!("/api/v1/records?node={node}&kind=frobnicator"))?;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("unknown kind \\\"frobnicator\\\""), "{body}");
     Ok(())
@@ -157,7 +160,7 @@ fn a_record_under_the_wrong_kind_is_refused() -> Result<()> {
         "{}",
         status.message()
     );
-    assert!(collector.records(&node, "process")?.is_empty());
+    assert!(collector.api.records(&node, "process")?.is_empty());
     Ok(())
 }
 
@@ -282,8 +285,11 @@ fn a_malformed_frame_is_refused_and_the_collector_keeps_serving() -> Result<()> 
         .arg(state.path())
         .status()?;
     assert!(ok.success());
-    assert_eq!(collector.records(&other, "host")?.len(), 1);
-    assert_eq!(collector.get_raw("/healthz")?, (200, "ok\n".to_string()));
+    assert_eq!(collector.api.records(&other, "host")?.len(), 1);
+    assert_eq!(
+        collector.api.get_raw("/healthz")?,
+        (200, "ok\n".to_string())
+    );
     Ok(())
 }
 

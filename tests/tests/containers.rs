@@ -673,6 +673,7 @@ fn docker_events_reach_the_collector_before_the_next_interval() -> Result<()> {
     // The first (full) round has landed once the image is there.
     wait_for(Duration::from_secs(60), "the first sync", || {
         Ok(collector
+            .api
             .records(&node, "image")?
             .iter()
             .any(|r| r["key"] == id.as_str())
@@ -707,6 +708,7 @@ fn docker_events_reach_the_collector_before_the_next_interval() -> Result<()> {
         "the new container, long before the 1 h interval",
         || {
             Ok(collector
+                .api
                 .records(&node, "container")?
                 .into_iter()
                 .find(|r| r["key"] == container_id.as_str()))
@@ -721,6 +723,7 @@ fn docker_events_reach_the_collector_before_the_next_interval() -> Result<()> {
         "the removed container to leave",
         || {
             Ok((!collector
+                .api
                 .records(&node, "container")?
                 .iter()
                 .any(|r| r["key"] == container_id.as_str()))

@@ -1,21 +1,26 @@
 //! Delivery that loses nothing, with the real binaries: the collector and the agent
 //! killed with SIGKILL mid-sync, the collector away while the node changes, a spool
-//! filled to its bound, a collector database damaged behind the agent's back. Every
+//! filled to its bound, a collector database damaged behind the agent's back, the
+//! network between an agent and its collector in containers cut. Every
 //! test ends comparing the collector's live state for the node with a fresh
 //! `census-agent scan` of the same root: zero missing, zero phantom records.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use census_tests::{Collector, Running, SyntheticHost, node_id, triple, wait_for};
+use census_tests::{
+    Api, Collector, Running, SYNTHETIC_KINDS, SyntheticHost, binary, command_output, node_id,
+    triple, wait_for,
+};
 
 /// The collector's live records of the node, every page.
-fn live(collector: &Collector, node: &str) -> Result<BTreeSet<(String, String, String)>> {
+fn live(api: &Api, node: &str) -> Result<BTreeSet<(String, String, String)>> {
     let mut all = BTreeSet::new();
     let mut offset = 0;
     loop {
-        let page = collector.records_where(&format!("node={node}&limit=10000&offset={offset}"))?;
+        let page = api.records_where(&format!("node={node}&limit=10000&offset={offset}"))?;
         all.extend(page.iter().map(triple));
         if page.len() < 10_000 {
             return Ok(all);
@@ -24,19 +29,20 @@ fn live(collector: &Collector, node: &str) -> Result<BTreeSet<(String, String, S
     }
 }
 
-/// Waits until the collector holds exactly what a fresh scan finds.
+/// Waits until the collector holds exactly what a fresh scan finds; `logs` says what
+/// the agent and the collector logged, should it not.
 fn converged(
-    collector: &Collector,
+    api: &Api,
     node: &str,
     host: &SyntheticHost,
     timeout: Duration,
-    agent_log: &Path,
+    logs: impl FnOnce() -> String,
 ) -> Result<()> {
     let expected = host.scanned()?;
     ensure!(expected.len() > 10, "the scan found only {expected:?}");
     let mut last = String::new();
     let result = wait_for(timeout, "the collector to converge on the scan", || {
-        let Ok(stored) = live(collector, node) else {
+        let Ok(stored) = live(api, node) else {
             return Ok(None);
         };
         if stored == expected {
@@ -52,20 +58,18 @@ fn converged(
         );
         Ok(None)
     });
-    result.with_context(|| {
-        let log = std::fs::read_to_string(agent_log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        format!(
-            "{last}\nagent log (last lines, newest first):\n{}\ncollector log:\n{}",
-            tail.join("\n"),
-            collector.log()
-        )
-    })
+    result.with_context(|| format!("{last}\n{}", logs()))
+}
+
+/// The last lines of a log, newest first.
+fn tail(log: &str, lines: usize) -> String {
+    let newest: Vec<&str> = log.lines().rev().take(lines).collect();
+    newest.join("\n")
 }
 
 /// The node's delivery counters as the collector reports them.
 fn delivery(collector: &Collector, node: &str) -> Result<serde_json::Value> {
-    let nodes = collector.get("/api/v1/nodes")?;
+    let nodes = collector.api.get("/api/v1/nodes")?;
     nodes["nodes"]
         .as_array()
         .and_then(|nodes| nodes.iter().find(|n| n["id"] == node))
@@ -110,12 +114,19 @@ impl Fixture {
     }
 
     fn converged(&self, timeout: Duration) -> Result<()> {
-        converged(&self.collector, &self.node, &self.host, timeout, &self.log)
+        converged(&self.collector.api, &self.node, &self.host, timeout, || {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            format!(
+                "agent log (last lines, newest first):\n{}\ncollector log:\n{}",
+                tail(&log, 15),
+                self.collector.log()
+            )
+        })
     }
 
     /// Live records of the node now, or 0 while the collector is away.
     fn stored_count(&self) -> usize {
-        live(&self.collector, &self.node)
+        live(&self.collector.api, &self.node)
             .map(|l| l.len())
             .unwrap_or(0)
     }
@@ -124,7 +135,7 @@ impl Fixture {
 /// The node's last applied seq and live record count, from the nodes API; `None`
 /// while the collector is away or before the node's first Hello.
 fn progress(collector: &Collector, node: &str) -> Option<(u64, u64)> {
-    let nodes = collector.get("/api/v1/nodes").ok()?;
+    let nodes = collector.api.get("/api/v1/nodes").ok()?;
     let found = nodes["nodes"]
         .as_array()?
         .iter()
@@ -151,10 +162,9 @@ fn the_collector_killed_20_times_during_a_large_initial_sync() -> Result<()> {
         })
         .with_context(|| {
             let log = std::fs::read_to_string(&fx.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(12).collect();
             format!(
                 "after kills {kills:?}; agent log, newest first:\n{}",
-                tail.join("\n")
+                tail(&log, 12)
             )
         })?;
         fx.collector.kill();
@@ -268,6 +278,240 @@ fn records_lost_by_the_collector_come_back_through_checksums() -> Result<()> {
     ensure!(
         counters["checksum_mismatches"].as_u64() >= Some(2),
         "{counters}"
+    );
+    Ok(())
+}
+
+/// A user-defined Docker network with a census collector and a census agent, each in
+/// a container of its own: a `FROM scratch` image with the host's binaries and
+/// libraries mounted read-only (no registry is needed). Removed on drop.
+struct Cut {
+    network: String,
+    collector: String,
+    agent: String,
+    image: String,
+    api: Api,
+}
+
+/// Host directories the binaries' dynamic libraries live in.
+const LIBRARY_DIRS: [&str; 4] = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
+const CUT_GRPC_PORT: u16 = 7701;
+
+impl Cut {
+    fn start(tag: &str) -> Result<Self> {
+        let image = format!("census-cut-{tag}:1");
+        let context = tempfile::tempdir()?;
+        std::fs::write(context.path().join("README"), "census network-cut test\n")?;
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            format!("FROM scratch\nLABEL org.census.build={tag}\nCOPY README /README\n"),
+        )?;
+        let build = Command::new("docker")
+            .args(["build", "-q", "-t", &image])
+            .arg(context.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .context("cannot run docker build (the test needs a running Docker Engine)")?;
+        ensure!(
+            build.status.success(),
+            "docker build failed: {}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let cut = Cut {
+            network: format!("census-cut-{tag}"),
+            collector: format!("census-cut-{tag}-collector"),
+            agent: format!("census-cut-{tag}-agent"),
+            image,
+            api: Api {
+                http: String::new(),
+            },
+        };
+        command_output("docker", &["network", "create", &cut.network])?;
+        Ok(cut)
+    }
+
+    /// `docker run -d` of a census binary on the network, with the libraries, the
+    /// binaries and `mounts` (host, container, mode) bind-mounted.
+    fn run(&self, name: &str, mounts: &[(&Path, &str, &str)], command: &[&str]) -> Result<()> {
+        let bin = binary("census-agent");
+        let bin_dir = bin.parent().context("binary dir")?;
+        let mut run = Command::new("docker");
+        run.args(["run", "-d", "--name", name, "--network", &self.network])
+            .args(["--tmpfs", "/tmp", "-e", "RUST_LOG=census_agent=debug,info"]);
+        for dir in LIBRARY_DIRS.iter().filter(|d| Path::new(d).exists()) {
+            run.args(["-v", &format!("{dir}:{dir}:ro")]);
+        }
+        run.args(["-v", &format!("{}:/census:ro", bin_dir.display())]);
+        for (host, container, mode) in mounts {
+            run.args(["-v", &format!("{}:{container}:{mode}", host.display())]);
+        }
+        let output = run.arg(&self.image).args(command).output()?;
+        ensure!(
+            output.status.success(),
+            "docker run {name} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    fn start_collector(&mut self, data: &Path) -> Result<()> {
+        let grpc = format!("0.0.0.0:{CUT_GRPC_PORT}");
+        let command = [
+            "/census/census-collector",
+            "serve",
+            "--db",
+            "sqlite:/data/census.db",
+            "--grpc-addr",
+            &grpc,
+            "--http-addr",
+            "0.0.0.0:7700",
+        ];
+        self.run(&self.collector, &[(data, "/data", "rw")], &command)?;
+        // The test reaches the HTTP API at the container's address on the bridge.
+        let format = format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            self.network
+        );
+        let ip = command_output("docker", &["inspect", "-f", &format, &self.collector])?;
+        self.api.http = format!("{}:7700", ip.trim());
+        wait_for(
+            Duration::from_secs(30),
+            "the collector container to serve",
+            || {
+                Ok(self
+                    .api
+                    .get_raw("/healthz")
+                    .ok()
+                    .filter(|(status, _)| *status == 200))
+            },
+        )
+        .with_context(|| self.logs())?;
+        Ok(())
+    }
+
+    fn start_agent(&self, root: &Path, state: &Path, node: &str) -> Result<()> {
+        let collector = format!("http://{}:{CUT_GRPC_PORT}", self.collector);
+        let command = [
+            "/census/census-agent",
+            "run",
+            "--collector",
+            &collector,
+            "--interval",
+            "1",
+            "--keepalive",
+            "2",
+            "--host-root",
+            "/host",
+            "--state-dir",
+            "/state",
+            "--node-id",
+            node,
+            "--only",
+            SYNTHETIC_KINDS,
+            "--runtime-socket",
+            "/nonexistent/runtime.sock",
+        ];
+        self.run(
+            &self.agent,
+            &[(root, "/host", "ro"), (state, "/state", "rw")],
+            &command,
+        )
+    }
+
+    /// Cuts the agent's container off the network, or connects it again.
+    fn agent_network(&self, connected: bool) -> Result<()> {
+        let verb = if connected { "connect" } else { "disconnect" };
+        command_output("docker", &["network", verb, &self.network, &self.agent])?;
+        Ok(())
+    }
+
+    fn log(container: &str) -> String {
+        Command::new("docker")
+            .args(["logs", container])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_else(|error| format!("docker logs {container}: {error}"))
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "agent log (last lines, newest first):\n{}\ncollector log (newest first):\n{}",
+            tail(&Cut::log(&self.agent), 20),
+            tail(&Cut::log(&self.collector), 20)
+        )
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.agent, &self.collector])
+            .output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.image])
+            .output();
+    }
+}
+
+#[test]
+fn changes_made_during_a_network_cut_between_containers_arrive_after_it() -> Result<()> {
+    let host = SyntheticHost::new(3_000)?;
+    let dir = tempfile::tempdir()?;
+    let (data, state) = (dir.path().join("data"), dir.path().join("state"));
+    std::fs::create_dir_all(&data)?;
+    std::fs::create_dir_all(&state)?;
+    let node = node_id("network-cut");
+    let mut cut = Cut::start(&format!("{}", std::process::id()))?;
+    cut.start_collector(&data)?;
+    cut.start_agent(host.root(), &state, &node)?;
+    converged(&cut.api, &node, &host, Duration::from_secs(90), || {
+        cut.logs()
+    })?;
+    let before = live(&cut.api, &node)?;
+
+    cut.agent_network(false)?;
+    host.generation(1)?;
+    std::thread::sleep(Duration::from_secs(3));
+    host.generation(2)?;
+    // The agent keeps scanning and spools its rounds; nothing reaches the collector.
+    let spool = state.join("spool");
+    wait_for(
+        Duration::from_secs(30),
+        "rounds spooled during the cut",
+        || Ok((std::fs::read_dir(&spool)?.count() >= 2).then_some(())),
+    )
+    .with_context(|| cut.logs())?;
+    // The agent notices the cut (keepalive) and its reconnects fail meanwhile.
+    wait_for(
+        Duration::from_secs(30),
+        "the agent to notice the cut and fail to reconnect",
+        || {
+            let ended = Cut::log(&cut.agent).matches("sync stream ended").count();
+            Ok((ended >= 2).then_some(()))
+        },
+    )
+    .with_context(|| cut.logs())?;
+    ensure!(
+        live(&cut.api, &node)? == before,
+        "the collector changed during the cut: it was not a cut\n{}",
+        cut.logs()
+    );
+
+    cut.agent_network(true)?;
+    converged(&cut.api, &node, &host, Duration::from_secs(120), || {
+        cut.logs()
+    })?;
+    wait_for(Duration::from_secs(20), "the spool to drain", || {
+        Ok((std::fs::read_dir(&spool)?.count() == 0).then_some(()))
+    })?;
+    let agent_log = Cut::log(&cut.agent);
+    ensure!(
+        agent_log.matches("connected to collector").count() >= 2,
+        "the agent never reconnected:\n{}",
+        tail(&agent_log, 30)
     );
     Ok(())
 }

@@ -461,7 +461,7 @@ fn planted_secrets_appear_nowhere() -> Result<()> {
         String::from_utf8_lossy(&run.stderr)
     );
     leaks("agent log", &run.stderr)?;
-    let stored = collector.records_where(&format!(
+    let stored = collector.api.records_where(&format!(
         "node={node}&kind=environment_variable&q=CENSUS_TEST_PASSWORD"
     ))?;
     ensure!(
@@ -488,7 +488,9 @@ fn planted_secrets_appear_nowhere() -> Result<()> {
         leaks(&format!("collector file {}", file.path().display()), &bytes)?;
     }
     leaks("collector log", collector.log().as_bytes())?;
-    let api = collector.get(&format!("/api/v1/records?node={node}&limit=10000"))?;
+    let api = collector
+        .api
+        .get(&format!("/api/v1/records?node={node}&limit=10000"))?;
     leaks("collector API", api.to_string().as_bytes())?;
     let mode = std::fs::metadata(state.path().join("redaction-key"))?
         .permissions()

@@ -91,6 +91,7 @@ fn assert_asset_tags(record: &Value, node: &str) -> Result<()> {
 
 fn find_process(collector: &Collector, node: &str, pid: u32) -> Result<Option<Value>> {
     Ok(collector
+        .api
         .records(node, "process")?
         .into_iter()
         .find(|r| r["fields"]["pid"] == pid))
@@ -98,6 +99,7 @@ fn find_process(collector: &Collector, node: &str, pid: u32) -> Result<Option<Va
 
 fn find_port(collector: &Collector, node: &str, key: &str) -> Result<Option<Value>> {
     Ok(collector
+        .api
         .records(node, "listening_port")?
         .into_iter()
         .find(|r| r["key"] == key))
@@ -137,7 +139,7 @@ fn a_marker_process_and_its_port_arrive_tagged_and_leave_when_it_exits() -> Resu
 
     // The first snapshot may span several batches: wait until it has all landed.
     let summary = wait_for(ARRIVAL, "the node summary to count packages", || {
-        let nodes = collector.get("/api/v1/nodes")?;
+        let nodes = collector.api.get("/api/v1/nodes")?;
         let summary = nodes["nodes"]
             .as_array()
             .and_then(|n| n.iter().find(|n| n["id"] == node.as_str()))
@@ -162,7 +164,7 @@ fn a_marker_process_and_its_port_arrive_tagged_and_leave_when_it_exits() -> Resu
     })?;
 
     // Gone from the node, not from the store: the 180-day floor still holds.
-    let retained = collector.records_where(&format!(
+    let retained = collector.api.records_where(&format!(
         "node={node}&kind=listening_port&include_removed=true&limit=10000"
     ))?;
     let removed = retained
@@ -193,7 +195,7 @@ fn a_one_shot_run_reports_this_host_and_exits() -> Result<()> {
         .arg(state.path())
         .status()?;
     assert!(status.success());
-    let hosts = collector.records(&node, "host")?;
+    let hosts = collector.api.records(&node, "host")?;
     assert_eq!(hosts.len(), 1, "{hosts:?}");
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
     assert_eq!(hosts[0]["fields"]["hostname"], hostname.trim());

@@ -76,8 +76,9 @@ fn converged(collector: &Collector, node: &str, host: &SyntheticHost) -> Result<
         let mut stored = std::collections::BTreeSet::new();
         let mut offset = 0;
         loop {
-            let Ok(page) =
-                collector.records_where(&format!("node={node}&limit=10000&offset={offset}"))
+            let Ok(page) = collector
+                .api
+                .records_where(&format!("node={node}&limit=10000&offset={offset}"))
             else {
                 return Ok(None);
             };
