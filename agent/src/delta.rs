@@ -419,6 +419,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_kind_not_scanned_removes_nothing_and_keeps_its_state() {
+        // A collector disabled by the console is left out of the scan: its records
+        // stay at the collector as last sent, and come back as changes once enabled.
+        let first = plan_round(
+            None,
+            &scan(vec![
+                kind("kernel_module", vec![module("a", 1)]),
+                kind("process", vec![]),
+            ]),
+            1,
+            Limits::default(),
+        );
+        let narrowed = plan_round(
+            Some(&first.next),
+            &scan(vec![kind("process", vec![])]),
+            2,
+            Limits::default(),
+        );
+        assert!(narrowed.batches.is_empty());
+        assert_eq!(narrowed.next, first.next);
+        let enabled = plan_round(
+            Some(&narrowed.next),
+            &scan(vec![kind("kernel_module", vec![module("b", 1)])]),
+            2,
+            Limits::default(),
+        );
+        assert_eq!(
+            keys(&enabled.batches[0], "kernel_module"),
+            (vec!["b".into()], vec!["a".into()], 0)
+        );
+    }
+
     proptest! {
         /// However the limits cut a round, every change travels exactly once, in
         /// consecutive seqs, within the bounds, and each complete kind is marked once

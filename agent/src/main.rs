@@ -45,7 +45,8 @@ enum Command {
         /// Collector gRPC URL, e.g. http://127.0.0.1:7701.
         #[arg(long)]
         collector: String,
-        /// Seconds between scans.
+        /// Seconds between scans; the collector's console configuration, when it sets
+        /// an interval, takes precedence.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         interval: u64,
         /// Sync once and exit (non-zero when the collector did not ack everything).
@@ -58,8 +59,13 @@ enum Command {
         /// Node id; defaults to the host's machine-id.
         #[arg(long)]
         node_id: Option<String>,
+        /// Collect only these kinds (comma separated); the collector's console
+        /// configuration, when it enables kinds, takes precedence.
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+        /// Kubernetes cluster this node belongs to, reported to the collector.
+        #[arg(long, value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        cluster: Option<String>,
         /// Also search this host directory for python, npm and java packages (repeatable).
         #[arg(long = "package-dir", value_name = "DIR")]
         package_dirs: Vec<PathBuf>,
@@ -172,6 +178,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             host_root,
             node_id,
             only,
+            cluster,
             package_dirs,
             runtime_socket,
             spool_max_bytes,
@@ -185,6 +192,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 host_root,
                 node_id,
                 only,
+                cluster,
                 package_dirs,
                 runtime_socket,
                 spool_max_bytes,

@@ -33,7 +33,7 @@ impl Scan {
 }
 
 /// Which kinds to collect: all of them, or the named subset (`--only`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection(Option<Vec<String>>);
 
 impl Selection {
@@ -54,6 +54,24 @@ impl Selection {
         Ok(Selection(only))
     }
 
+    /// The subset of `names` that are `known` kinds (in `known`'s order, each once), and
+    /// the names that are not; no selection when none of them is known.
+    pub fn of_known(names: &[String], known: &[&str]) -> (Option<Selection>, Vec<String>) {
+        let selected: Vec<String> = known
+            .iter()
+            .filter(|k| names.iter().any(|n| n == *k))
+            .map(|k| k.to_string())
+            .collect();
+        let mut unknown: Vec<String> = Vec::new();
+        for name in names {
+            if !known.contains(&name.as_str()) && !unknown.contains(name) {
+                unknown.push(name.clone());
+            }
+        }
+        let selection = (!selected.is_empty()).then_some(Selection(Some(selected)));
+        (selection, unknown)
+    }
+
     /// This selection narrowed to `kinds`.
     pub fn intersect(&self, kinds: &[&str]) -> Selection {
         let names = kinds
@@ -64,10 +82,21 @@ impl Selection {
         Selection(Some(names))
     }
 
+    /// Whether `kind` is collected.
     pub fn includes(&self, kind: &str) -> bool {
         self.0
             .as_ref()
             .is_none_or(|names| names.iter().any(|n| n == kind))
+    }
+}
+
+/// `all`, or the selected kinds separated by commas (as `--only` takes them).
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("all"),
+            Some(names) => f.write_str(&names.join(",")),
+        }
     }
 }
 
@@ -198,6 +227,25 @@ mod tests {
     use super::*;
     use census_proto::v1::KernelModule;
     use census_proto::v1::record::Body;
+
+    #[test]
+    fn of_known_keeps_known_kinds_in_registry_order() {
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let known = ["host", "process", "package"];
+        let (selection, unknown) = Selection::of_known(
+            &names(&["package", "nope", "host", "package", "nope"]),
+            &known,
+        );
+        let selection = selection.expect("known kinds were named");
+        assert_eq!(selection.to_string(), "host,package");
+        assert!(selection.includes("package") && !selection.includes("process"));
+        assert_eq!(unknown, names(&["nope"]));
+
+        let (selection, unknown) = Selection::of_known(&names(&["nope"]), &known);
+        assert_eq!(selection, None);
+        assert_eq!(unknown, names(&["nope"]));
+        assert_eq!(Selection::default().to_string(), "all");
+    }
 
     #[test]
     fn duplicate_keys_keep_the_first_record() {

@@ -8,6 +8,8 @@
 //! the collector stands, replays the spool in order with a bounded window of
 //! unacked batches, removes each batch once acked, and, once everything is acked,
 //! sends per-kind checksums; a kind the collector disagrees on is sent whole again.
+//! The collector's console configuration (interval, enabled kinds) reaches the scan
+//! loop through a watch channel of [`Settings`] and takes effect at once.
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,9 +18,10 @@ use std::time::Duration;
 use census_proto::MAX_MESSAGE_BYTES;
 use census_proto::v1::census_client::CensusClient;
 use census_proto::v1::{
-    AgentMessage, Checksums, DeliveryStats, Hello, Welcome, agent_message, collector_message,
+    AgentMessage, Checksums, Config, DeliveryStats, Hello, Welcome, agent_message,
+    collector_message,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -43,12 +46,16 @@ const ONCE_REPAIRS: usize = 3;
 const KEEPALIVE_TIMEOUT_MAX: Duration = Duration::from_secs(20);
 /// Default bound of the disk spool.
 pub const DEFAULT_SPOOL_BYTES: u64 = 256 * 1024 * 1024;
+/// Longest interval the console can set (366 days): keeps the next scan's deadline
+/// representable.
+pub const MAX_CONSOLE_INTERVAL_SECS: u64 = 366 * 24 * 60 * 60;
 
 /// Settings of `census-agent run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Collector gRPC URL, e.g. `http://collector:7701`.
     pub collector: String,
+    /// Time between full scans unless the console sets another.
     pub interval: Duration,
     /// Sync once and exit.
     pub once: bool,
@@ -56,7 +63,10 @@ pub struct RunOptions {
     pub host_root: PathBuf,
     /// Overrides the host's machine-id as node id.
     pub node_id: Option<String>,
+    /// Kinds scanned (all when `None`) unless the console enables others.
     pub only: Option<Vec<String>>,
+    /// Kubernetes cluster the node belongs to, reported in Hello.
+    pub cluster: Option<String>,
     /// Extra directories searched for python, npm and java packages.
     pub package_dirs: Vec<PathBuf>,
     /// Container runtime socket to use instead of discovering one.
@@ -104,6 +114,54 @@ struct Identity {
     agent_id: String,
     node_id: String,
     hostname: String,
+    cluster: String,
+}
+
+/// The scan settings in force: the agent's own flags, overridden by the console
+/// configuration the collector sent last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Time between full scans.
+    pub interval: Duration,
+    /// Kinds scanned.
+    pub selection: Selection,
+    /// Version of the console configuration applied; `None` before the first.
+    pub config_version: Option<u64>,
+}
+
+/// What applying a console configuration gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedConfig {
+    /// The settings in force from now on.
+    pub settings: Settings,
+    /// Names in `enabled_kinds` that are no kind this agent collects; ignored.
+    pub unknown_kinds: Vec<String>,
+    /// `enabled_kinds` named kinds, none of them known: the agent's own selection stays.
+    pub kept_own_selection: bool,
+}
+
+impl Settings {
+    /// The settings `config` gives on top of the agent's own (`own`, from its flags).
+    /// Each field is taken from `own` when the console leaves it unset (interval 0,
+    /// no enabled kinds), never from an earlier configuration, so clearing a console
+    /// setting restores the flag. `known_kinds` are the kinds the agent can collect.
+    pub fn with_config(own: &Settings, config: &Config, known_kinds: &[&str]) -> AppliedConfig {
+        let interval = match config.interval_secs {
+            0 => own.interval,
+            secs => Duration::from_secs(secs.clamp(1, MAX_CONSOLE_INTERVAL_SECS)),
+        };
+        let (selection, unknown_kinds) = Selection::of_known(&config.enabled_kinds, known_kinds);
+        let kept_own_selection = !config.enabled_kinds.is_empty() && selection.is_none();
+        AppliedConfig {
+            settings: Settings {
+                interval,
+                selection: selection.unwrap_or_else(|| own.selection.clone()),
+                config_version: Some(config.version),
+            },
+            unknown_kinds,
+            kept_own_selection,
+        }
+    }
 }
 
 /// Runs until `--once` completes or, without it, forever (callers race it against a
@@ -122,8 +180,17 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
         options.only.clone(),
         redactor,
     )
-    .map_err(SyncError::Config)?;
+    .map_err(SyncError::Config)?
+    .with_package_dirs(options.package_dirs.clone())
+    .with_runtime_socket(options.runtime_socket.clone());
     let scanner = Arc::new(scanner);
+    let own = Settings {
+        interval: options.interval,
+        selection: scanner.selection.clone(),
+        config_version: None,
+    };
+    let known_kinds: Vec<&'static str> = scanner.collectors.iter().map(|c| c.kind()).collect();
+    let (settings, settings_rx) = watch::channel(own.clone());
     let identity = identity(&options, &scanner, &state)?;
     let delivery = Arc::new(Mutex::new(Delivery::open(state, options.spool_max_bytes)?));
     {
@@ -131,6 +198,7 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
         tracing::info!(
             node_id = %identity.node_id,
             agent_id = %identity.agent_id,
+            cluster = %identity.cluster,
             collector = %options.collector,
             spooled_batches = delivery.spool.len(),
             planned_kinds = delivery.planned.kinds.len(),
@@ -147,7 +215,7 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
         wake.clone(),
         trigger_rx,
         runtime_events,
-        options.interval,
+        settings_rx,
         options.once,
     ));
     let link = Link {
@@ -156,6 +224,9 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
         delivery: &delivery,
         wake: &wake,
         triggers: &triggers,
+        own: &own,
+        known_kinds: &known_kinds,
+        settings: &settings,
     };
     let mut backoff = BACKOFF_FIRST;
     loop {
@@ -208,6 +279,7 @@ fn identity(
         agent_id: state.agent_id()?,
         node_id,
         hostname: collectors::host::hostname(&ctx),
+        cluster: options.cluster.clone().unwrap_or_default(),
     })
 }
 
@@ -344,17 +416,21 @@ impl Delivery {
     }
 }
 
-/// The scan loop: a round every interval, a partial one on runtime events, and a
-/// resync round when the sender asks for kinds to be sent whole.
+/// The scan loop: a round every interval, a partial one on runtime events, a resync
+/// round when the sender asks for kinds to be sent whole, and one as soon as the
+/// settings change their interval or kinds (the interval then counts from there).
+/// Kinds no longer selected are not scanned, and a round plans only the kinds it
+/// scanned, so their records stay at the collector as last sent.
 async fn produce(
     scanner: Arc<Scanner>,
     delivery: Arc<Mutex<Delivery>>,
     wake: Arc<Notify>,
     mut triggers: mpsc::Receiver<Vec<String>>,
     mut runtime_events: mpsc::Receiver<()>,
-    interval: Duration,
+    mut settings: watch::Receiver<Settings>,
     once: bool,
 ) -> Result<(), SyncError> {
+    let mut current = settings.borrow_and_update().clone();
     let mut next_full = Instant::now();
     let mut first = true;
     loop {
@@ -381,21 +457,37 @@ async fn produce(
                     sleep(crate::runtime::docker::EVENT_SETTLE).await;
                     while runtime_events.try_recv().is_ok() {}
                     tracing::debug!("runtime event: rescanning containers and images");
-                    Some(scanner.selection.intersect(RUNTIME_KINDS))
+                    Some(current.selection.intersect(RUNTIME_KINDS))
+                }
+                Ok(()) = settings.changed() => {
+                    let changed = settings.borrow_and_update().clone();
+                    let rescan = changed.interval != current.interval
+                        || changed.selection != current.selection;
+                    current = changed;
+                    if !rescan {
+                        continue;
+                    }
+                    tracing::debug!(
+                        interval = ?current.interval,
+                        kinds = %current.selection,
+                        "scan settings changed: scanning now"
+                    );
+                    None
                 }
             }
         };
-        if selection.is_none() {
-            next_full = Instant::now() + interval;
-        }
+        let selection = match selection {
+            Some(selection) => selection,
+            None => {
+                next_full = Instant::now() + current.interval;
+                current.selection.clone()
+            }
+        };
         let scan = {
             let scanner = scanner.clone();
-            tokio::task::spawn_blocking(move || match selection {
-                Some(selection) => scanner.scan_selected(&selection),
-                None => scanner.scan(),
-            })
-            .await
-            .map_err(|error| SyncError::Protocol(format!("scan task failed: {error}")))?
+            tokio::task::spawn_blocking(move || scanner.scan_selected(&selection))
+                .await
+                .map_err(|error| SyncError::Protocol(format!("scan task failed: {error}")))?
         };
         {
             let mut delivery = lock(&delivery);
@@ -417,6 +509,12 @@ struct Link<'a> {
     delivery: &'a Arc<Mutex<Delivery>>,
     wake: &'a Notify,
     triggers: &'a mpsc::Sender<Vec<String>>,
+    /// Settings from the agent's own flags, the base of every console configuration.
+    own: &'a Settings,
+    /// Kinds the agent can collect.
+    known_kinds: &'a [&'static str],
+    /// Settings in force, watched by the scan loop.
+    settings: &'a watch::Sender<Settings>,
 }
 
 impl Link<'_> {
@@ -451,6 +549,7 @@ impl Link<'_> {
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
                 last_acked_seq: delivery.last_acked_seq,
                 delivery: Some(delivery.stats()),
+                cluster: self.identity.cluster.clone(),
             }
         };
         send(&outbound, agent_message::Message::Hello(hello)).await?;
@@ -591,6 +690,7 @@ impl Link<'_> {
                     let _ = self.triggers.send(resync.kinds).await;
                 }
             }
+            collector_message::Message::Config(config) => self.configure(&config),
             other => {
                 return Err(SyncError::Protocol(format!(
                     "unexpected message from collector: {other:?}"
@@ -598,6 +698,43 @@ impl Link<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Applies the console configuration: the scan loop picks up the new settings at
+    /// once. A one-shot run keeps its own flags, so what it syncs does not depend on
+    /// when the configuration arrives.
+    fn configure(&self, config: &Config) {
+        let version = config.version;
+        if self.options.once {
+            tracing::info!(version, "one-shot run: console configuration not applied");
+            return;
+        }
+        if self.settings.borrow().config_version == Some(version) {
+            tracing::debug!(version, "console configuration already applied");
+            return;
+        }
+        let applied = Settings::with_config(self.own, config, self.known_kinds);
+        if !applied.unknown_kinds.is_empty() {
+            tracing::warn!(
+                version,
+                kinds = ?applied.unknown_kinds,
+                "console configuration enables unknown kinds: ignored"
+            );
+        }
+        if applied.kept_own_selection {
+            tracing::warn!(
+                version,
+                kinds = %applied.settings.selection,
+                "console configuration enables no known kind: keeping the agent's own selection"
+            );
+        }
+        tracing::info!(
+            version,
+            interval_secs = applied.settings.interval.as_secs(),
+            kinds = %applied.settings.selection,
+            "console configuration applied"
+        );
+        self.settings.send_replace(applied.settings);
     }
 
     /// A spooled batch; damaged entries are counted and every kind is resent whole.
@@ -687,5 +824,190 @@ async fn reply(
         Ok(Ok(Some(message))) => message
             .message
             .ok_or_else(|| SyncError::Protocol(format!("empty message where {what} was expected"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &[&str] = &["host", "process", "package", "account", "group"];
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn selection(kinds: &[&str]) -> Selection {
+        Selection::of_known(&names(kinds), KNOWN)
+            .0
+            .expect("known kinds")
+    }
+
+    fn own() -> Settings {
+        Settings {
+            interval: Duration::from_secs(60),
+            selection: selection(&["process", "package"]),
+            config_version: None,
+        }
+    }
+
+    fn config(version: u64, interval_secs: u64, kinds: &[&str]) -> Config {
+        Config {
+            version,
+            interval_secs,
+            enabled_kinds: names(kinds),
+        }
+    }
+
+    #[test]
+    fn console_configuration_overrides_the_flags() {
+        let applied = Settings::with_config(&own(), &config(3, 5, &["account", "host"]), KNOWN);
+        assert_eq!(
+            applied,
+            AppliedConfig {
+                settings: Settings {
+                    interval: Duration::from_secs(5),
+                    selection: selection(&["host", "account"]),
+                    config_version: Some(3),
+                },
+                unknown_kinds: vec![],
+                kept_own_selection: false,
+            }
+        );
+        assert_eq!(applied.settings.selection.to_string(), "host,account");
+    }
+
+    #[test]
+    fn unset_console_fields_keep_the_flags() {
+        let applied = Settings::with_config(&own(), &config(4, 0, &[]), KNOWN);
+        assert_eq!(
+            applied.settings,
+            Settings {
+                config_version: Some(4),
+                ..own()
+            }
+        );
+        assert!(applied.unknown_kinds.is_empty() && !applied.kept_own_selection);
+    }
+
+    #[test]
+    fn unknown_kinds_are_ignored() {
+        let applied = Settings::with_config(&own(), &config(1, 0, &["bogus", "account"]), KNOWN);
+        assert_eq!(applied.settings.selection, selection(&["account"]));
+        assert_eq!(applied.unknown_kinds, names(&["bogus"]));
+        assert!(!applied.kept_own_selection);
+
+        let applied = Settings::with_config(&own(), &config(2, 0, &["bogus", "other"]), KNOWN);
+        assert_eq!(applied.settings.selection, own().selection);
+        assert_eq!(applied.unknown_kinds, names(&["bogus", "other"]));
+        assert!(applied.kept_own_selection);
+    }
+
+    #[test]
+    fn console_intervals_are_clamped() {
+        let applied = Settings::with_config(&own(), &config(1, 1, &[]), KNOWN);
+        assert_eq!(applied.settings.interval, Duration::from_secs(1));
+        let applied = Settings::with_config(&own(), &config(1, u64::MAX, &[]), KNOWN);
+        assert_eq!(
+            applied.settings.interval,
+            Duration::from_secs(MAX_CONSOLE_INTERVAL_SECS)
+        );
+    }
+
+    /// Waits (at most 10 s) until the scan loop has spooled `rounds` rounds.
+    async fn wait_rounds(delivery: &Mutex<Delivery>, rounds: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(delivery).rounds < rounds {
+            assert!(
+                Instant::now() < deadline,
+                "round {rounds} was not spooled within 10 s"
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Removes of `kind` in the spooled batches.
+    fn spooled_removes(delivery: &Mutex<Delivery>, kind: &str) -> Vec<String> {
+        let delivery = lock(delivery);
+        delivery
+            .spool
+            .seqs_after(0)
+            .flat_map(|seq| delivery.spool.read(seq).expect("spooled batch").batch.kinds)
+            .filter(|changes| changes.kind == kind)
+            .flat_map(|changes| changes.removes)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_scan_loop_follows_the_settings_at_once() -> anyhow::Result<()> {
+        let root = tempfile::tempdir()?;
+        std::fs::create_dir_all(root.path().join("etc"))?;
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        )?;
+        std::fs::write(root.path().join("etc/group"), "root:x:0:\nalice:x:1000:\n")?;
+        let state_dir = tempfile::tempdir()?;
+        let scanner = Scanner::new(
+            HostRoot::new(root.path()),
+            Some(names(&["account", "group"])),
+            Redactor::new([7; 32]),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let scanner = Arc::new(scanner);
+        let delivery = Arc::new(Mutex::new(Delivery::open(
+            StateDir::open(state_dir.path())?,
+            DEFAULT_SPOOL_BYTES,
+        )?));
+        let own = Settings {
+            interval: Duration::from_secs(3600),
+            selection: scanner.selection.clone(),
+            config_version: None,
+        };
+        let (settings, settings_rx) = watch::channel(own.clone());
+        let (_triggers, trigger_rx) = mpsc::channel(1);
+        let (_events, events_rx) = mpsc::channel(1);
+        let producer = tokio::spawn(produce(
+            scanner,
+            delivery.clone(),
+            Arc::new(Notify::new()),
+            trigger_rx,
+            events_rx,
+            settings_rx,
+            false,
+        ));
+        wait_rounds(&delivery, 1).await;
+        assert_eq!(lock(&delivery).planned.kinds["group"].len(), 2);
+
+        // The group collector is disabled, then a group goes: nothing is removed.
+        std::fs::write(root.path().join("etc/group"), "root:x:0:\n")?;
+        settings.send_replace(Settings {
+            selection: selection(&["account"]),
+            config_version: Some(1),
+            ..own.clone()
+        });
+        wait_rounds(&delivery, 2).await;
+        assert!(spooled_removes(&delivery, "group").is_empty());
+        assert_eq!(lock(&delivery).planned.kinds["group"].len(), 2);
+
+        // Enabled again, it is scanned at once and sends what changed meanwhile.
+        settings.send_replace(Settings {
+            selection: selection(&["account", "group"]),
+            config_version: Some(2),
+            ..own.clone()
+        });
+        wait_rounds(&delivery, 3).await;
+        assert_eq!(spooled_removes(&delivery, "group").len(), 1);
+        assert_eq!(lock(&delivery).planned.kinds["group"].len(), 1);
+
+        // A shorter interval cuts the pending hour-long sleep short.
+        settings.send_replace(Settings {
+            interval: Duration::from_secs(1),
+            config_version: Some(3),
+            ..own.clone()
+        });
+        wait_rounds(&delivery, 5).await;
+        producer.abort();
+        Ok(())
     }
 }

@@ -1,28 +1,67 @@
-//! HTTP JSON API: health, nodes, and tagged records.
+//! HTTP JSON API: health, nodes, tagged records, and the retention lifecycle.
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{FromRef, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::calendar::Calendar;
 use crate::policy;
 use crate::store::{RecordQuery, Store, StoreError};
+
+mod retention;
 
 /// Records returned when `limit` is not given, and the most one request may ask for.
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 10_000;
 
-pub fn router(store: Arc<dyn Store>) -> Router {
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// Working days for console configuration deadlines.
+    pub calendar: Arc<Calendar>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("calendar", &self.calendar)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn Store> {
+    fn from_ref(state: &AppState) -> Self {
+        state.store.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/records", get(records))
+        // Admin: the retention lifecycle.
+        .route("/api/v1/terminations", post(retention::terminate))
+        .route(
+            "/api/v1/deletion-requests",
+            post(retention::request_deletion),
+        )
+        .route(
+            "/api/v1/legal-holds",
+            get(retention::holds).post(retention::set_hold),
+        )
+        .route("/api/v1/legal-holds/{id}", delete(retention::clear_hold))
+        .route("/api/v1/retention/due", get(retention::due))
+        .route("/api/v1/retention/audit", get(retention::audit))
+        .route("/api/v1/retention/policy", get(retention::policy))
         .fallback(not_found)
-        .with_state(store)
+        .with_state(state)
 }
 
 /// An API error: a status and a message, sent as `{"error": "..."}`.
@@ -35,13 +74,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, message.into())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "store error");
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store error: {error}"),
-        )
+        match error {
+            StoreError::NotFound(message) => ApiError(StatusCode::NOT_FOUND, message),
+            StoreError::Conflict(message) => ApiError(StatusCode::CONFLICT, message),
+            error => {
+                tracing::error!(%error, "store error");
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("store error: {error}"),
+                )
+            }
+        }
     }
 }
 
@@ -85,6 +140,9 @@ struct RecordParams {
     /// Include records that left their node but are still retained.
     #[serde(default)]
     include_removed: bool,
+    /// Query the archive tier: records of terminated hosting services awaiting deletion.
+    #[serde(default)]
+    archived: bool,
 }
 
 async fn records(
@@ -115,6 +173,7 @@ async fn records(
         limit,
         offset: params.offset.unwrap_or(0),
         include_removed: params.include_removed,
+        archived: params.archived,
     };
     let records = run(store, move |store| store.records(&query)).await?;
     Ok(Json(serde_json::json!({ "records": records })))

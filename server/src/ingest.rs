@@ -282,9 +282,15 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || work(store.as_ref()))
         .await
         .map_err(|error| Status::internal(format!("store task failed: {error}")))?
-        .map_err(|error| {
-            tracing::error!(%error, "store error");
-            Status::unavailable(format!("store error: {error}"))
+        .map_err(|error| match error {
+            StoreError::Terminated { .. } => {
+                tracing::warn!(%error, "write from a terminated node refused");
+                Status::failed_precondition(error.to_string())
+            }
+            error => {
+                tracing::error!(%error, "store error");
+                Status::unavailable(format!("store error: {error}"))
+            }
         })
 }
 
@@ -314,6 +320,7 @@ fn validate_hello(hello: Hello) -> Result<NodeHello, Status> {
         hostname: hello.hostname,
         agent_id: hello.agent_id,
         agent_version: hello.agent_version,
+        cluster: Some(hello.cluster).filter(|c| !c.is_empty()),
     })
 }
 

@@ -4,5 +4,6 @@ pub mod api;
 pub mod calendar;
 pub mod ingest;
 pub mod policy;
+pub mod purge;
 pub mod serve;
 pub mod store;

@@ -2,8 +2,13 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use anyhow::Context as _;
+use census_collector::calendar::Calendar;
 use census_collector::serve::{ServeOptions, serve};
+use census_collector::store::{self, PurgeOptions};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -30,6 +35,41 @@ enum Command {
         /// Where the HTTP API listens.
         #[arg(long, default_value = "127.0.0.1:7700")]
         http_addr: SocketAddr,
+        /// Holidays (one YYYY-MM-DD per line) that are not working days.
+        #[arg(long)]
+        holidays: Option<PathBuf>,
+        /// Seconds between scheduled purges; 0 disables them.
+        #[arg(long, default_value_t = 3600)]
+        purge_interval: u64,
+    },
+    /// Delete every record whose retention deadline has come, with an audit entry per
+    /// rule; takes a backup first and drops it once the purge is verified.
+    Purge {
+        #[arg(long, default_value = "sqlite:census.db")]
+        db: String,
+        /// The purge's now (RFC 3339); defaults to the current time.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Also delete what falls due within this many seconds after --as-of.
+        #[arg(long, default_value_t = 0)]
+        horizon_secs: u64,
+        /// Show what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep the pre-purge backup (it holds the purged data).
+        #[arg(long)]
+        keep_backup: bool,
+        /// Print the run as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the database while it stays in use.
+    Backup {
+        #[arg(long, default_value = "sqlite:census.db")]
+        db: String,
+        /// The copy's path; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -41,20 +81,48 @@ fn main() -> ExitCode {
             db,
             grpc_addr,
             http_addr,
+            holidays,
+            purge_interval,
         } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")
             .and_then(|runtime| {
+                let calendar = match &holidays {
+                    Some(path) => Calendar::from_file(path)?,
+                    None => Calendar::weekends_only(),
+                };
                 let options = ServeOptions {
                     db,
                     grpc_addr,
                     http_addr,
+                    calendar,
+                    purge_interval: (purge_interval > 0)
+                        .then(|| Duration::from_secs(purge_interval)),
                 };
                 runtime
                     .block_on(serve(options, shutdown_signal()))
                     .map_err(anyhow::Error::from)
             }),
+        Command::Purge {
+            db,
+            as_of,
+            horizon_secs,
+            dry_run,
+            keep_backup,
+            json,
+        } => purge(
+            &db,
+            as_of.as_deref(),
+            horizon_secs,
+            dry_run,
+            keep_backup,
+            json,
+        ),
+        Command::Backup { db, to } => store::open(&db)
+            .and_then(|store| store.backup(&to))
+            .map(|()| println!("backed up {db} to {}", to.display()))
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +131,68 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn purge(
+    db: &str,
+    as_of: Option<&str>,
+    horizon_secs: u64,
+    dry_run: bool,
+    keep_backup: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let now = match as_of {
+        Some(text) => text
+            .parse::<jiff::Timestamp>()
+            .with_context(|| format!("--as-of {text:?} is not an RFC 3339 timestamp"))?,
+        None => jiff::Timestamp::now(),
+    };
+    let horizon = jiff::SignedDuration::from_secs(i64::try_from(horizon_secs).unwrap_or(i64::MAX));
+    let store = store::open(db)?;
+    let options = PurgeOptions {
+        now,
+        horizon,
+        dry_run,
+    };
+    let purged = census_collector::purge::purge(store.as_ref(), db, options, keep_backup)?;
+    let run = &purged.run;
+    if json {
+        let mut value = serde_json::to_value(run)?;
+        value["backup"] = serde_json::json!(purged.backup);
+        println!("{value}");
+        return Ok(());
+    }
+    println!(
+        "{} as of {}: {} deleted, {} held, {} late{}",
+        if dry_run { "dry run" } else { "purge" },
+        run.as_of,
+        run.deleted,
+        run.held,
+        run.late,
+        run.id
+            .map(|id| format!(" (audit run {id})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:<28} {:<28} {:<44} {:>8} {:>6} {:>6}  earliest deadline",
+        "rule", "category", "hosting service", "deleted", "held", "late"
+    );
+    for entry in &run.entries {
+        println!(
+            "{:<28} {:<28} {:<44} {:>8} {:>6} {:>6}  {}",
+            entry.rule,
+            entry.category,
+            entry.hosting_service,
+            entry.deleted,
+            entry.held,
+            entry.late,
+            entry.earliest_delete_by.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(backup) = &purged.backup {
+        println!("pre-purge backup kept at {}", backup.display());
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -9,8 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::api::AppState;
+use crate::calendar::Calendar;
 use crate::ingest::Ingest;
-use crate::store::{self, Store};
+use crate::store::{self, PurgeOptions, Store};
 
 /// How long open streams and requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -21,6 +23,10 @@ pub struct ServeOptions {
     pub db: String,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Working days for console configuration deadlines.
+    pub calendar: Calendar,
+    /// Time between scheduled purges; `None` disables them.
+    pub purge_interval: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +81,20 @@ pub async fn serve(
             TcpListenerStream::new(grpc_listener),
             wait_stop(stopped.clone()),
         );
-    let http = axum::serve(http_listener, crate::api::router(store))
-        .with_graceful_shutdown(wait_stop(stopped));
+    let state = AppState {
+        store: store.clone(),
+        calendar: Arc::new(options.calendar.clone()),
+    };
+    let http = axum::serve(http_listener, crate::api::router(state))
+        .with_graceful_shutdown(wait_stop(stopped.clone()));
+    if let Some(interval) = options.purge_interval {
+        tokio::spawn(scheduled_purges(
+            store.clone(),
+            options.db.clone(),
+            interval,
+            stopped,
+        ));
+    }
 
     println!("listening grpc={grpc_addr} http={http_addr}");
     tracing::info!(%grpc_addr, %http_addr, db = %options.db, "collector serving");
@@ -100,6 +118,42 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Purges every `interval`, deleting what falls due before the next run.
+async fn scheduled_purges(
+    store: Arc<dyn Store>,
+    db: String,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let horizon = jiff::SignedDuration::try_from(interval).unwrap_or(jiff::SignedDuration::ZERO);
+    loop {
+        let (store, db) = (store.clone(), db.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let options = PurgeOptions {
+                now: jiff::Timestamp::now(),
+                horizon,
+                dry_run: false,
+            };
+            crate::purge::purge(store.as_ref(), &db, options, false)
+        })
+        .await;
+        match result {
+            Ok(Ok(purged)) => tracing::info!(
+                deleted = purged.run.deleted,
+                held = purged.run.held,
+                late = purged.run.late,
+                "scheduled purge done"
+            ),
+            Ok(Err(error)) => tracing::error!(%error, "scheduled purge failed"),
+            Err(error) => tracing::error!(%error, "scheduled purge task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 async fn wait_stop(mut stopped: watch::Receiver<bool>) {

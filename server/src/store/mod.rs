@@ -1,7 +1,10 @@
 //! Storage of nodes and tagged records. One trait, one file per backend.
 use std::collections::BTreeMap;
 
-use crate::policy::Tags;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::calendar::Calendar;
+use crate::policy::{Rule, Tags};
 
 pub mod sqlite;
 
@@ -27,6 +30,23 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// What a request names does not exist (node, cluster, hold, records).
+    #[error("{0}")]
+    NotFound(String),
+    /// A request conflicts with what is stored: a hosting service already terminated,
+    /// a deadline before the retention floor.
+    #[error("{0}")]
+    Conflict(String),
+    /// The node's hosting service was terminated: its agent may no longer write.
+    #[error("node {node} was terminated at {at} ({service}); its records are archived")]
+    Terminated {
+        node: String,
+        service: String,
+        at: String,
+    },
+    /// A backup could not be written.
+    #[error("cannot back up to {path}: {reason}")]
+    Backup { path: String, reason: String },
 }
 
 /// A node introducing itself at the start of a stream.
@@ -36,6 +56,8 @@ pub struct NodeHello {
     pub hostname: String,
     pub agent_id: String,
     pub agent_version: String,
+    /// Kubernetes cluster the node belongs to, if any.
+    pub cluster: Option<String>,
 }
 
 /// A record ready to store: validated and tagged.
@@ -97,6 +119,9 @@ pub struct NodeSummary {
     pub record_counts: BTreeMap<String, u64>,
     /// The agent's delivery counters as last reported.
     pub delivery: Delivery,
+    pub cluster: Option<String>,
+    /// When its hosting service was terminated; its records are then archived.
+    pub terminated_at: Option<String>,
 }
 
 /// An agent's delivery counters (what it shed, found damaged, or resent whole) and
@@ -124,6 +149,8 @@ pub struct RecordQuery {
     pub offset: u32,
     /// Also return records that have left their node but are still retained.
     pub include_removed: bool,
+    /// Query the archive tier (records of terminated hosting services) instead.
+    pub archived: bool,
 }
 
 /// A stored record as the API shows it.
@@ -144,6 +171,117 @@ pub struct StoredRecord {
     pub legal_hold: bool,
     /// When the record left its node; `None` while it is there.
     pub removed_at: Option<String>,
+    /// The rule that set `delete_by`.
+    pub delete_rule: Option<String>,
+}
+
+/// Records a retention request applies to: a hosting service (`node:ID`,
+/// `cluster:NAME` or `feature` for console configuration), optionally one kind, and
+/// optionally one key of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub hosting_service: String,
+    pub kind: Option<String>,
+    pub key: Option<String>,
+}
+
+/// What a termination did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TerminationOutcome {
+    pub hosting_service: String,
+    pub at: String,
+    /// Nodes terminated with it (the node itself, or every node of a cluster).
+    pub nodes: Vec<String>,
+    /// Records given a deadline (moved to the archive tier, for asset data).
+    pub records: u64,
+    pub earliest_delete_by: Option<String>,
+    pub latest_delete_by: Option<String>,
+}
+
+/// What a deletion request did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeletionOutcome {
+    pub id: i64,
+    pub rule: Rule,
+    pub at: String,
+    pub records: u64,
+    pub earliest_delete_by: Option<String>,
+    pub latest_delete_by: Option<String>,
+}
+
+/// A legal hold: while set, the records in its scope are not deleted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hold {
+    pub id: i64,
+    pub hosting_service: String,
+    pub kind: Option<String>,
+    pub reason: String,
+    pub set_at: String,
+    pub cleared_at: Option<String>,
+    /// Records the hold covers now.
+    pub records: u64,
+}
+
+/// Records due for deletion, grouped by hosting service, category and rule.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DueGroup {
+    pub hosting_service: String,
+    pub category: String,
+    pub rule: String,
+    pub policy: String,
+    /// `live`, `archive` or `console`.
+    pub tier: String,
+    pub records: u64,
+    /// Of those, records a legal hold keeps.
+    pub held: u64,
+    pub earliest_delete_by: String,
+    pub latest_delete_by: String,
+}
+
+/// A purge run's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeOptions {
+    /// The purge's notion of now: nothing retained until later is deleted.
+    pub now: Timestamp,
+    /// Records whose deadline falls within this of `now` go too, so a purge scheduled
+    /// every `horizon` deletes before deadlines, not after.
+    pub horizon: SignedDuration,
+    /// Count what would go; delete nothing, write no audit.
+    pub dry_run: bool,
+}
+
+/// One audit entry: what a purge run deleted under one rule, policy, category and
+/// hosting service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub rule: String,
+    pub policy: String,
+    pub category: String,
+    pub hosting_service: String,
+    pub deleted: u64,
+    /// Due records a legal hold kept.
+    pub held: u64,
+    /// Deleted after their deadline had passed.
+    pub late: u64,
+    pub earliest_delete_by: Option<String>,
+    pub latest_delete_by: Option<String>,
+}
+
+/// A purge run and its audit entries.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PurgeRun {
+    /// `None` for a dry run (nothing written).
+    pub id: Option<i64>,
+    pub ran_at: String,
+    pub as_of: String,
+    pub horizon_secs: i64,
+    pub dry_run: bool,
+    pub deleted: u64,
+    pub held: u64,
+    pub late: u64,
+    /// Node rows removed once all their records were gone.
+    pub nodes_removed: u64,
+    pub entries: Vec<AuditEntry>,
 }
 
 /// A census store. Calls block: async callers run them on the blocking pool.
@@ -166,16 +304,56 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<BTreeMap<String, census_proto::KindDigest>, StoreError>;
     /// Adds `count` kinds found to differ to the node's counters.
     fn count_mismatches(&self, node_id: &str, count: u64) -> Result<(), StoreError>;
+
+    /// Terminates a hosting service (`node:ID`, `cluster:NAME` or `feature`) at `at`:
+    /// its records get their deadline under the matching rule, and asset data moves to
+    /// the archive tier. Nothing changes when it fails.
+    fn terminate(
+        &self,
+        hosting_service: &str,
+        at: Timestamp,
+        calendar: &Calendar,
+        now: Timestamp,
+    ) -> Result<TerminationOutcome, StoreError>;
+    /// Records a deletion request made at `at` for the records in `scope`; `requested`
+    /// is the deadline the requester asks for, refused when the floor forbids it.
+    fn request_deletion(
+        &self,
+        scope: &Scope,
+        at: Timestamp,
+        requested: Option<Timestamp>,
+        calendar: &Calendar,
+        now: Timestamp,
+    ) -> Result<DeletionOutcome, StoreError>;
+    /// Sets a legal hold on the records in `scope` (its key is ignored).
+    fn set_hold(&self, scope: &Scope, reason: &str, now: Timestamp) -> Result<Hold, StoreError>;
+    /// Clears a legal hold; records no other hold covers may be deleted again.
+    fn clear_hold(&self, id: i64, now: Timestamp) -> Result<Hold, StoreError>;
+    fn holds(&self) -> Result<Vec<Hold>, StoreError>;
+    /// Records whose deadline is at or before `before`.
+    fn due(&self, before: Timestamp) -> Result<Vec<DueGroup>, StoreError>;
+    /// Deletes, for real and in batches, every record whose deadline has come (see
+    /// [`PurgeOptions`]) and no legal hold keeps; writes the audit entries.
+    fn purge(&self, options: &PurgeOptions) -> Result<PurgeRun, StoreError>;
+    /// Purge runs, newest first, with their entries.
+    fn audit(&self, limit: u32) -> Result<Vec<PurgeRun>, StoreError>;
+    /// Writes a consistent copy of the database to `to` while it stays in use.
+    fn backup(&self, to: &std::path::Path) -> Result<(), StoreError>;
+    /// Checks the database's integrity.
+    fn verify(&self) -> Result<(), StoreError>;
 }
 
 /// Opens the store a `--db` URL names: `sqlite:PATH`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    let path = sqlite_path(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
+    Ok(Box::new(sqlite::SqliteStore::open(path)?))
+}
+
+/// The file of a `sqlite:PATH` URL.
+pub fn sqlite_path(url: &str) -> Option<&str> {
     match url.split_once(':') {
-        Some(("sqlite", path)) if !path.is_empty() => {
-            let path = path.strip_prefix("//").unwrap_or(path);
-            Ok(Box::new(sqlite::SqliteStore::open(path)?))
-        }
-        _ => Err(StoreError::UnsupportedUrl(url.to_string())),
+        Some(("sqlite", path)) if !path.is_empty() => Some(path.strip_prefix("//").unwrap_or(path)),
+        _ => None,
     }
 }
 

@@ -3,12 +3,19 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Applied, BatchApply, Delivery, NodeHello, NodeSummary, RecordQuery, Store, StoreError,
-    StoredRecord, rfc3339,
+    Applied, BatchApply, DeletionOutcome, Delivery, DueGroup, Hold, NodeHello, NodeSummary,
+    PurgeOptions, PurgeRun, RecordQuery, Scope, Store, StoreError, StoredRecord,
+    TerminationOutcome, rfc3339,
 };
+use crate::calendar::Calendar;
+
+mod retention;
+
+pub use retention::Service;
 
 /// Schema migrations; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -50,6 +57,98 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE nodes ADD COLUMN spooled_bytes INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE nodes ADD COLUMN resyncs INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE nodes ADD COLUMN checksum_mismatches INTEGER NOT NULL DEFAULT 0;",
+    // 3: the retention lifecycle: terminations, the archive tier, deletion requests,
+    // legal holds, purge runs and their audit, console configuration data.
+    "ALTER TABLE nodes ADD COLUMN cluster TEXT;
+    ALTER TABLE records ADD COLUMN delete_rule TEXT;
+    CREATE INDEX records_hosting_service ON records (hosting_service, kind);
+    CREATE TABLE archived_records (
+        node_id         TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        key             TEXT NOT NULL,
+        fingerprint     BLOB NOT NULL,
+        fields          TEXT NOT NULL,
+        observed_at     INTEGER NOT NULL,
+        seq             INTEGER NOT NULL,
+        removed_at      INTEGER,
+        category        TEXT NOT NULL,
+        policy          TEXT NOT NULL,
+        collected_at    INTEGER NOT NULL,
+        retain_until    INTEGER NOT NULL,
+        delete_by       INTEGER,
+        hosting_service TEXT NOT NULL,
+        legal_hold      INTEGER NOT NULL DEFAULT 0,
+        delete_rule     TEXT,
+        archived_at     INTEGER NOT NULL,
+        PRIMARY KEY (node_id, kind, key)
+    ) STRICT;
+    CREATE INDEX archived_records_delete_by ON archived_records (delete_by);
+    CREATE INDEX archived_records_hosting_service ON archived_records (hosting_service, kind);
+    CREATE TABLE console_config (
+        kind            TEXT NOT NULL,
+        key             TEXT NOT NULL,
+        node_id         TEXT,
+        fields          TEXT NOT NULL,
+        version         INTEGER NOT NULL,
+        category        TEXT NOT NULL CHECK (category = 'console_configuration_data'),
+        policy          TEXT NOT NULL,
+        collected_at    INTEGER NOT NULL,
+        retain_until    INTEGER NOT NULL,
+        delete_by       INTEGER,
+        delete_rule     TEXT,
+        hosting_service TEXT NOT NULL,
+        legal_hold      INTEGER NOT NULL DEFAULT 0,
+        updated_at      INTEGER NOT NULL,
+        deleted_at      INTEGER,
+        PRIMARY KEY (kind, key)
+    ) STRICT;
+    CREATE TABLE terminations (
+        hosting_service TEXT PRIMARY KEY,
+        at              INTEGER NOT NULL,
+        recorded_at     INTEGER NOT NULL,
+        via             TEXT
+    ) STRICT;
+    CREATE TABLE deletion_requests (
+        id                  INTEGER PRIMARY KEY,
+        hosting_service     TEXT NOT NULL,
+        kind                TEXT,
+        key                 TEXT,
+        rule                TEXT NOT NULL,
+        at                  INTEGER NOT NULL,
+        requested_delete_by INTEGER,
+        recorded_at         INTEGER NOT NULL,
+        records             INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE legal_holds (
+        id              INTEGER PRIMARY KEY,
+        hosting_service TEXT NOT NULL,
+        kind            TEXT,
+        reason          TEXT NOT NULL,
+        set_at          INTEGER NOT NULL,
+        cleared_at      INTEGER
+    ) STRICT;
+    CREATE TABLE purge_runs (
+        id            INTEGER PRIMARY KEY,
+        ran_at        INTEGER NOT NULL,
+        as_of         INTEGER NOT NULL,
+        horizon_secs  INTEGER NOT NULL,
+        deleted       INTEGER NOT NULL,
+        held          INTEGER NOT NULL,
+        late          INTEGER NOT NULL,
+        nodes_removed INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE retention_audit (
+        run_id             INTEGER NOT NULL REFERENCES purge_runs (id),
+        rule               TEXT NOT NULL,
+        policy             TEXT NOT NULL,
+        category           TEXT NOT NULL,
+        hosting_service    TEXT NOT NULL,
+        deleted            INTEGER NOT NULL,
+        held               INTEGER NOT NULL,
+        late               INTEGER NOT NULL,
+        earliest_delete_by INTEGER,
+        latest_delete_by   INTEGER
+    ) STRICT;",
 ];
 
 #[derive(Debug)]
@@ -97,6 +196,8 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     // Acks follow commits: FULL makes a commit durable before it returns.
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted content is overwritten, so purged data is gone from the file's bytes.
+    connection.pragma_update(None, "secure_delete", "ON")?;
     connection.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(connection)
 }
@@ -111,6 +212,21 @@ fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
             supported,
         });
     }
+    if version > 0 && version < supported {
+        // Migrations change a database that holds data: a copy first.
+        let backup = format!("{path}.pre-migration-v{version}.bak");
+        if std::path::Path::new(&backup).exists() {
+            tracing::info!(backup, "pre-migration backup already present");
+        } else {
+            backup_to(connection, std::path::Path::new(&backup))?;
+            tracing::info!(
+                backup,
+                from = version,
+                to = supported,
+                "database backed up before migration"
+            );
+        }
+    }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         transaction.execute_batch(migration)?;
@@ -121,22 +237,51 @@ fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A consistent copy of the database at `to`, taken while it stays in use.
+fn backup_to(connection: &Connection, to: &std::path::Path) -> Result<(), StoreError> {
+    let failed = |reason: String| StoreError::Backup {
+        path: to.display().to_string(),
+        reason,
+    };
+    if to.exists() {
+        return Err(failed("the file exists".into()));
+    }
+    let target = to
+        .to_str()
+        .ok_or_else(|| failed("the path is not UTF-8".into()))?;
+    connection
+        .execute("VACUUM INTO ?1", [target])
+        .map_err(|error| failed(error.to_string()))?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn hello(&self, hello: &NodeHello, now_ms: i64) -> Result<u64, StoreError> {
         let connection = self.writer();
+        if let Some((service, at)) =
+            retention::termination_of(&connection, &hello.node_id, hello.cluster.as_deref())?
+        {
+            return Err(StoreError::Terminated {
+                node: hello.node_id.clone(),
+                service,
+                at: rfc3339(at),
+            });
+        }
         let seq: i64 = connection.query_row(
-            "INSERT INTO nodes (node_id, hostname, agent_id, agent_version, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+            "INSERT INTO nodes (node_id, hostname, agent_id, agent_version, first_seen, last_seen, cluster)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
              ON CONFLICT (node_id) DO UPDATE SET
                 hostname = excluded.hostname, agent_id = excluded.agent_id,
-                agent_version = excluded.agent_version, last_seen = excluded.last_seen
+                agent_version = excluded.agent_version, last_seen = excluded.last_seen,
+                cluster = excluded.cluster
              RETURNING last_applied_seq",
             params![
                 hello.node_id,
                 hello.hostname,
                 hello.agent_id,
                 hello.agent_version,
-                now_ms
+                now_ms,
+                hello.cluster
             ],
             |row| row.get(0),
         )?;
@@ -170,13 +315,16 @@ impl Store for SqliteStore {
             let mut upsert = transaction.prepare_cached(
                 "INSERT INTO records (node_id, kind, key, fingerprint, fields, observed_at, seq, removed_at,
                     category, policy, collected_at, retain_until, delete_by, hosting_service, legal_hold)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12, ?13, 0)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12, ?13,
+                    EXISTS (SELECT 1 FROM legal_holds h WHERE h.cleared_at IS NULL
+                        AND h.hosting_service = ?13 AND (h.kind IS NULL OR h.kind = ?2)))
                  ON CONFLICT (node_id, kind, key) DO UPDATE SET
                     fingerprint = excluded.fingerprint, fields = excluded.fields,
                     observed_at = excluded.observed_at, seq = excluded.seq, removed_at = NULL,
                     category = excluded.category, policy = excluded.policy,
                     collected_at = excluded.collected_at, retain_until = excluded.retain_until,
-                    delete_by = excluded.delete_by, hosting_service = excluded.hosting_service",
+                    delete_by = excluded.delete_by, delete_rule = NULL,
+                    hosting_service = excluded.hosting_service",
             )?;
             let mut remove = transaction.prepare_cached(
                 "UPDATE records SET removed_at = ?1, seq = ?2
@@ -266,7 +414,8 @@ impl Store for SqliteStore {
         let mut statement = transaction.prepare_cached(
             "SELECT node_id, hostname, agent_id, agent_version, first_seen, last_seen, last_applied_seq,
                 shed_batches, shed_changes, corrupt_records, spooled_batches, spooled_bytes, resyncs,
-                checksum_mismatches
+                checksum_mismatches, cluster,
+                (SELECT at FROM terminations t WHERE t.hosting_service = 'node:' || nodes.node_id)
              FROM nodes ORDER BY node_id",
         )?;
         let nodes = statement
@@ -290,6 +439,8 @@ impl Store for SqliteStore {
                         resyncs: row.get::<_, i64>(12)? as u64,
                         checksum_mismatches: row.get::<_, i64>(13)? as u64,
                     },
+                    cluster: row.get(14)?,
+                    terminated_at: row.get::<_, Option<i64>>(15)?.map(rfc3339),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -299,17 +450,22 @@ impl Store for SqliteStore {
     fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
         let connection = self.reader();
         let pattern = query.q.as_ref().map(|q| format!("%{}%", escape_like(q)));
-        let mut statement = connection.prepare_cached(
+        let table = if query.archived {
+            "archived_records"
+        } else {
+            "records"
+        };
+        let mut statement = connection.prepare_cached(&format!(
             "SELECT node_id, kind, key, fingerprint, fields, observed_at, category, policy, collected_at,
-                    retain_until, delete_by, hosting_service, legal_hold, removed_at
-             FROM records
+                    retain_until, delete_by, hosting_service, legal_hold, removed_at, delete_rule
+             FROM {table}
              WHERE (?1 IS NULL OR node_id = ?1)
                AND (?2 IS NULL OR kind = ?2)
                AND (?3 IS NULL OR key LIKE ?3 ESCAPE '\\' OR fields LIKE ?3 ESCAPE '\\')
                AND (?4 OR removed_at IS NULL)
              ORDER BY node_id, kind, key
-             LIMIT ?5 OFFSET ?6",
-        )?;
+             LIMIT ?5 OFFSET ?6"
+        ))?;
         let rows = statement.query_map(
             params![
                 query.node,
@@ -338,6 +494,7 @@ impl Store for SqliteStore {
                         hosting_service: row.get(11)?,
                         legal_hold: row.get(12)?,
                         removed_at: row.get::<_, Option<i64>>(13)?.map(rfc3339),
+                        delete_rule: row.get(14)?,
                     },
                 ))
             },
@@ -408,6 +565,69 @@ impl Store for SqliteStore {
         self.reader().query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())
     }
+
+    fn terminate(
+        &self,
+        hosting_service: &str,
+        at: Timestamp,
+        calendar: &Calendar,
+        now: Timestamp,
+    ) -> Result<TerminationOutcome, StoreError> {
+        retention::terminate(&mut self.writer(), hosting_service, at, calendar, now)
+    }
+
+    fn request_deletion(
+        &self,
+        scope: &Scope,
+        at: Timestamp,
+        requested: Option<Timestamp>,
+        calendar: &Calendar,
+        now: Timestamp,
+    ) -> Result<DeletionOutcome, StoreError> {
+        retention::request_deletion(&mut self.writer(), scope, at, requested, calendar, now)
+    }
+
+    fn set_hold(&self, scope: &Scope, reason: &str, now: Timestamp) -> Result<Hold, StoreError> {
+        retention::set_hold(&mut self.writer(), scope, reason, now)
+    }
+
+    fn clear_hold(&self, id: i64, now: Timestamp) -> Result<Hold, StoreError> {
+        retention::clear_hold(&mut self.writer(), id, now)
+    }
+
+    fn holds(&self) -> Result<Vec<Hold>, StoreError> {
+        retention::holds(&self.reader())
+    }
+
+    fn due(&self, before: Timestamp) -> Result<Vec<DueGroup>, StoreError> {
+        retention::due(&self.reader(), before)
+    }
+
+    fn purge(&self, options: &PurgeOptions) -> Result<PurgeRun, StoreError> {
+        retention::purge(&mut self.writer(), options)
+    }
+
+    fn audit(&self, limit: u32) -> Result<Vec<PurgeRun>, StoreError> {
+        retention::audit(&self.reader(), limit)
+    }
+
+    fn backup(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        backup_to(&self.reader(), to)
+    }
+
+    fn verify(&self) -> Result<(), StoreError> {
+        let result: String = self
+            .reader()
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+        if result == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "{}: integrity check failed: {result}",
+                self.path
+            )))
+        }
+    }
 }
 
 /// Escapes LIKE wildcards so `q` matches literally.
@@ -438,6 +658,7 @@ mod tests {
             hostname: "web-1".into(),
             agent_id: "a1".into(),
             agent_version: "0.1.0".into(),
+            cluster: None,
         };
         assert_eq!(store.hello(&hello, 0).unwrap(), 0);
         (dir, store)
