@@ -13,6 +13,7 @@ use crate::calendar::Calendar;
 use crate::policy;
 use crate::store::{RecordQuery, Store, StoreError};
 
+mod config;
 mod retention;
 
 /// Records returned when `limit` is not given, and the most one request may ask for.
@@ -25,6 +26,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Working days for console configuration deadlines.
     pub calendar: Arc<Calendar>,
+    /// Bumped on every console configuration change: connected agents get theirs.
+    pub config_changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,6 +63,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/retention/due", get(retention::due))
         .route("/api/v1/retention/audit", get(retention::audit))
         .route("/api/v1/retention/policy", get(retention::policy))
+        // Admin: console configuration data.
+        .route("/api/v1/config", get(config::list))
+        .route(
+            "/api/v1/config/{kind}",
+            get(config::list_kind).post(config::create),
+        )
+        .route(
+            "/api/v1/config/{kind}/{key}",
+            get(config::get_item)
+                .put(config::put)
+                .delete(config::delete),
+        )
         .fallback(not_found)
         .with_state(state)
 }

@@ -33,6 +33,7 @@ pub struct Ingest {
     streams: OpenStreams,
     next_stream: std::sync::atomic::AtomicU64,
     shutdown: watch::Receiver<bool>,
+    config_changed: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -42,13 +43,19 @@ impl std::fmt::Debug for Ingest {
 }
 
 impl Ingest {
-    /// `shutdown` turning true ends every open stream.
-    pub fn new(store: Arc<dyn Store>, shutdown: watch::Receiver<bool>) -> Self {
+    /// `shutdown` turning true ends every open stream; a change of `config_changed`
+    /// sends every connected agent its console configuration again.
+    pub fn new(
+        store: Arc<dyn Store>,
+        shutdown: watch::Receiver<bool>,
+        config_changed: watch::Receiver<u64>,
+    ) -> Self {
         Ingest {
             store,
             streams: Arc::default(),
             next_stream: Default::default(),
             shutdown,
+            config_changed,
         }
     }
 }
@@ -74,6 +81,7 @@ impl Census for Ingest {
                 .next_stream
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shutdown: self.shutdown.clone(),
+            config_changed: self.config_changed.clone(),
             outbound,
             peer,
         };
@@ -87,6 +95,7 @@ struct StreamTask {
     streams: OpenStreams,
     id: u64,
     shutdown: watch::Receiver<bool>,
+    config_changed: watch::Receiver<u64>,
     outbound: mpsc::Sender<Result<CollectorMessage, Status>>,
     peer: String,
 }
@@ -151,14 +160,23 @@ impl StreamTask {
         .await?;
         tracing::info!(peer = %self.peer, node = %node_id, last_applied_seq, "agent connected");
 
+        let mut config_changed = self.config_changed.clone();
+        config_changed.mark_unchanged();
+        let mut sent_config = crate::console::NodeConfig::default();
+        self.push_config(&node_id, &mut sent_config).await?;
         let mut shutdown = self.shutdown.clone();
         loop {
             let message = tokio::select! {
-                message = next(inbound) => message?,
+                message = next(inbound) => Some(message?),
+                Ok(()) = config_changed.changed() => None,
                 _ = replaced.changed() => {
                     return Err(Status::aborted(format!("a newer stream for node {node_id} replaced this one")));
                 }
                 _ = shutdown.wait_for(|stop| *stop) => return Err(Status::unavailable("collector shutting down")),
+            };
+            let Some(message) = message else {
+                self.push_config(&node_id, &mut sent_config).await?;
+                continue;
             };
             let batch = match message {
                 None => return Ok(()),
@@ -227,6 +245,30 @@ impl StreamTask {
             seq: checksums.seq,
             kinds: differing,
         })
+    }
+
+    /// Sends the node its console configuration when it differs from what was sent.
+    async fn push_config(
+        &self,
+        node_id: &str,
+        sent: &mut crate::console::NodeConfig,
+    ) -> Result<(), Status> {
+        let items = blocking(&self.store, |store| store.config_items(None, None)).await?;
+        let config = crate::console::node_config(node_id, &items);
+        if config.version == 0 || config == *sent {
+            return Ok(());
+        }
+        self.send(collector_message::Message::Config(
+            census_proto::v1::Config {
+                version: config.version,
+                interval_secs: config.interval_secs,
+                enabled_kinds: config.enabled_kinds.clone(),
+            },
+        ))
+        .await?;
+        tracing::info!(node = %node_id, version = config.version, interval_secs = config.interval_secs, kinds = ?config.enabled_kinds, "console configuration sent");
+        *sent = config;
+        Ok(())
     }
 
     /// Registers this stream as the node's current one, ending any previous stream.

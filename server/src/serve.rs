@@ -69,7 +69,8 @@ pub async fn serve(
     let http_addr = http_listener.local_addr().map_err(ServeError::Http)?;
 
     let (stop, stopped) = watch::channel(false);
-    let service = CensusServer::new(Ingest::new(store.clone(), stopped.clone()))
+    let (config_changed, config_watch) = watch::channel(0u64);
+    let service = CensusServer::new(Ingest::new(store.clone(), stopped.clone(), config_watch))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let grpc = tonic::transport::Server::builder()
@@ -84,7 +85,9 @@ pub async fn serve(
     let state = AppState {
         store: store.clone(),
         calendar: Arc::new(options.calendar.clone()),
+        config_changed: Arc::new(config_changed),
     };
+    tokio::spawn(crate::alarms::deliver(store.clone(), stopped.clone()));
     let http = axum::serve(http_listener, crate::api::router(state))
         .with_graceful_shutdown(wait_stop(stopped.clone()));
     if let Some(interval) = options.purge_interval {

@@ -26,6 +26,7 @@ fn hello(node: &str) -> AgentMessage {
             agent_version: "test".into(),
             last_acked_seq: 0,
             delivery: None,
+            cluster: String::new(),
         })),
     }
 }

@@ -90,6 +90,7 @@ pub async fn terminate(
         store.terminate(&request.hosting_service, at, &calendar, now)
     })
     .await?;
+    state.config_changed.send_modify(|version| *version += 1);
     Ok((StatusCode::CREATED, Json(serde_json::json!(outcome))))
 }
 
@@ -142,10 +143,14 @@ pub async fn request_deletion(
         key: request.key,
     };
     let calendar = state.calendar.clone();
+    let console = scope.hosting_service == FEATURE;
     let outcome = run(state.store, move |store| {
         store.request_deletion(&scope, at, requested, &calendar, now)
     })
     .await?;
+    if console {
+        state.config_changed.send_modify(|version| *version += 1);
+    }
     Ok((StatusCode::CREATED, Json(serde_json::json!(outcome))))
 }
 
@@ -184,7 +189,7 @@ pub async fn set_hold(
     Ok((StatusCode::CREATED, Json(serde_json::json!(hold))))
 }
 
-pub async fn clear_hold(
+pub(super) async fn clear_hold(
     State(store): State<Arc<dyn Store>>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::calendar::Calendar;
+use crate::console::ConfigItem;
 use crate::policy::{Rule, Tags};
 
 pub mod sqlite;
@@ -341,6 +342,43 @@ pub trait Store: Send + Sync + 'static {
     fn backup(&self, to: &std::path::Path) -> Result<(), StoreError>;
     /// Checks the database's integrity.
     fn verify(&self) -> Result<(), StoreError>;
+
+    /// Creates or replaces a console configuration item (fields already validated);
+    /// returns it and whether it is new.
+    fn put_config(
+        &self,
+        kind: &str,
+        key: &str,
+        fields: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(ConfigItem, bool), StoreError>;
+    /// Console configuration items, deleted ones included (they carry `deleted_at`).
+    fn config_items(
+        &self,
+        kind: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<ConfigItem>, StoreError>;
+    /// Alarm webhook calls due now.
+    fn pending_alarms(&self, now: Timestamp, limit: u32) -> Result<Vec<Alarm>, StoreError>;
+    /// Records a webhook call's outcome.
+    fn alarm_attempted(
+        &self,
+        id: i64,
+        result: Result<(), String>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+}
+
+/// A queued alarm webhook call.
+#[derive(Debug, Clone)]
+pub struct Alarm {
+    pub id: i64,
+    /// The alarm setting's key.
+    pub alarm: String,
+    pub url: String,
+    /// JSON body.
+    pub payload: String,
+    pub attempts: u32,
 }
 
 /// Opens the store a `--db` URL names: `sqlite:PATH`.

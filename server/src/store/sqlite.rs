@@ -7,12 +7,14 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Applied, BatchApply, DeletionOutcome, Delivery, DueGroup, Hold, NodeHello, NodeSummary,
+    Alarm, Applied, BatchApply, DeletionOutcome, Delivery, DueGroup, Hold, NodeHello, NodeSummary,
     PurgeOptions, PurgeRun, RecordQuery, Scope, Store, StoreError, StoredRecord,
     TerminationOutcome, rfc3339,
 };
 use crate::calendar::Calendar;
+use crate::console::{AlarmSetting, ConfigItem};
 
+mod console;
 mod retention;
 
 pub use retention::Service;
@@ -334,7 +336,27 @@ impl Store for SqliteStore {
                 "UPDATE records SET removed_at = ?1
                  WHERE node_id = ?2 AND kind = ?3 AND removed_at IS NULL AND seq < ?4",
             )?;
+            let alarms = console::alarm_settings(&transaction)?;
+            let mut live = transaction.prepare_cached(
+                "SELECT 1 FROM records WHERE node_id = ?1 AND kind = ?2 AND key = ?3 AND removed_at IS NULL",
+            )?;
+            let mut baseline = transaction
+                .prepare_cached("SELECT 1 FROM kind_baselines WHERE node_id = ?1 AND kind = ?2")?;
             for kind in &batch.kinds {
+                // New records raise alarms once the kind's first snapshot is in.
+                let watching: Vec<&(String, AlarmSetting)> = alarms
+                    .iter()
+                    .filter(|(_, a)| {
+                        a.kind == kind.kind && a.node.as_ref().is_none_or(|n| *n == batch.node_id)
+                    })
+                    .collect();
+                let watching = if !watching.is_empty()
+                    && baseline.exists(params![batch.node_id, kind.kind])?
+                {
+                    watching
+                } else {
+                    Vec::new()
+                };
                 for record in &kind.upserts {
                     // Same fingerprint: the same state, tags kept; volatile values refreshed.
                     let touched = touch.execute(params![
@@ -351,6 +373,18 @@ impl Store for SqliteStore {
                         continue;
                     }
                     let tags = &record.tags;
+                    if !watching.is_empty()
+                        && !live.exists(params![batch.node_id, kind.kind, record.key])?
+                    {
+                        console::raise_alarms(
+                            &transaction,
+                            &watching,
+                            &batch.node_id,
+                            &kind.kind,
+                            record,
+                            batch.received_at_ms,
+                        )?;
+                    }
                     upsert.execute(params![
                         batch.node_id,
                         kind.kind,
@@ -384,6 +418,10 @@ impl Store for SqliteStore {
                         kind.kind,
                         kind.complete_from_seq as i64
                     ])?;
+                    transaction.execute(
+                        "INSERT OR IGNORE INTO kind_baselines (node_id, kind) VALUES (?1, ?2)",
+                        params![batch.node_id, kind.kind],
+                    )?;
                 }
             }
         }
@@ -613,6 +651,37 @@ impl Store for SqliteStore {
 
     fn backup(&self, to: &std::path::Path) -> Result<(), StoreError> {
         backup_to(&self.reader(), to)
+    }
+
+    fn put_config(
+        &self,
+        kind: &str,
+        key: &str,
+        fields: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(ConfigItem, bool), StoreError> {
+        console::put(&mut self.writer(), kind, key, fields, now)
+    }
+
+    fn config_items(
+        &self,
+        kind: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<ConfigItem>, StoreError> {
+        console::items(&self.reader(), kind, key)
+    }
+
+    fn pending_alarms(&self, now: Timestamp, limit: u32) -> Result<Vec<Alarm>, StoreError> {
+        console::pending_alarms(&self.reader(), now, limit)
+    }
+
+    fn alarm_attempted(
+        &self,
+        id: i64,
+        result: Result<(), String>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        console::alarm_attempted(&self.writer(), id, result, now)
     }
 
     fn verify(&self) -> Result<(), StoreError> {
