@@ -151,6 +151,26 @@ const MIGRATIONS: &[&str] = &[
         earliest_delete_by INTEGER,
         latest_delete_by   INTEGER
     ) STRICT;",
+    // 4: alarms: which kinds of a node have had their first complete snapshot (new
+    // records after it raise alarms), and the outbox of webhook calls.
+    "CREATE TABLE kind_baselines (
+        node_id TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        PRIMARY KEY (node_id, kind)
+    ) STRICT;
+    CREATE TABLE alarm_outbox (
+        id           INTEGER PRIMARY KEY,
+        alarm_key    TEXT NOT NULL,
+        url          TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_at      INTEGER NOT NULL,
+        delivered_at INTEGER,
+        failed_at    INTEGER,
+        last_error   TEXT
+    ) STRICT;
+    CREATE INDEX alarm_outbox_pending ON alarm_outbox (next_at) WHERE delivered_at IS NULL AND failed_at IS NULL;",
 ];
 
 #[derive(Debug)]
