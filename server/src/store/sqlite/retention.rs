@@ -236,7 +236,7 @@ pub fn terminate(
     tracing::info!(hosting_service, %at, records, "hosting service terminated");
     Ok(TerminationOutcome {
         hosting_service: hosting_service.to_string(),
-        at: at.to_string(),
+        at: rfc3339(at.as_millisecond()),
         nodes,
         records,
         earliest_delete_by: earliest.map(rfc3339),
@@ -345,7 +345,7 @@ pub fn request_deletion(
     Ok(DeletionOutcome {
         id,
         rule,
-        at: at.to_string(),
+        at: rfc3339(at.as_millisecond()),
         records: matched as u64,
         earliest_delete_by: earliest.map(rfc3339),
         latest_delete_by: latest.map(rfc3339),
