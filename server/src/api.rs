@@ -28,6 +28,8 @@ pub struct AppState {
     pub calendar: Arc<Calendar>,
     /// Bumped on every console configuration change: connected agents get theirs.
     pub config_changed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Wakes the scheduled purge: deadlines changed.
+    pub purge_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use census_proto::MAX_MESSAGE_BYTES;
 use census_proto::v1::census_server::CensusServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::AppState;
@@ -14,6 +14,8 @@ use crate::calendar::Calendar;
 use crate::ingest::Ingest;
 use crate::store::{self, PurgeOptions, Store};
 
+/// Shortest pause between scheduled purges.
+const MIN_PURGE_PAUSE: Duration = Duration::from_secs(1);
 /// How long open streams and requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -86,8 +88,10 @@ pub async fn serve(
         store: store.clone(),
         calendar: Arc::new(options.calendar.clone()),
         config_changed: Arc::new(config_changed),
+        purge_wake: Arc::new(Notify::new()),
     };
     tokio::spawn(crate::alarms::deliver(store.clone(), stopped.clone()));
+    let purge_wake = state.purge_wake.clone();
     let http = axum::serve(http_listener, crate::api::router(state))
         .with_graceful_shutdown(wait_stop(stopped.clone()));
     if let Some(interval) = options.purge_interval {
@@ -95,6 +99,7 @@ pub async fn serve(
             store.clone(),
             options.db.clone(),
             interval,
+            purge_wake,
             stopped,
         ));
     }
@@ -123,37 +128,51 @@ pub async fn serve(
     Ok(())
 }
 
-/// Purges every `interval`, deleting what falls due before the next run.
+/// Purges every `interval` (deleting what falls due before the next run), and also
+/// wakes at the earliest deadline and whenever a retention request changed deadlines.
 async fn scheduled_purges(
     store: Arc<dyn Store>,
     db: String,
     interval: Duration,
+    wake: Arc<Notify>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let horizon = jiff::SignedDuration::try_from(interval).unwrap_or(jiff::SignedDuration::ZERO);
     loop {
-        let (store, db) = (store.clone(), db.clone());
+        let (store_now, db) = (store.clone(), db.clone());
         let result = tokio::task::spawn_blocking(move || {
             let options = PurgeOptions {
                 now: jiff::Timestamp::now(),
                 horizon,
                 dry_run: false,
             };
-            crate::purge::purge(store.as_ref(), &db, options, false)
+            let purged = crate::purge::purge(store_now.as_ref(), &db, options, false)?;
+            Ok::<_, store::StoreError>((purged, store_now.next_deadline()?))
         })
         .await;
+        let mut pause = interval;
         match result {
-            Ok(Ok(purged)) => tracing::info!(
-                deleted = purged.run.deleted,
-                held = purged.run.held,
-                late = purged.run.late,
-                "scheduled purge done"
-            ),
+            Ok(Ok((purged, next))) => {
+                if purged.run.deleted > 0 || purged.run.held > 0 {
+                    tracing::info!(
+                        deleted = purged.run.deleted,
+                        held = purged.run.held,
+                        late = purged.run.late,
+                        "scheduled purge done"
+                    );
+                }
+                if let Some(next) = next {
+                    let until = jiff::Timestamp::now().duration_until(next);
+                    let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
+                    pause = pause.min(until.max(MIN_PURGE_PAUSE));
+                }
+            }
             Ok(Err(error)) => tracing::error!(%error, "scheduled purge failed"),
             Err(error) => tracing::error!(%error, "scheduled purge task failed"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = wake.notified() => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }
     }

@@ -207,6 +207,17 @@ fn spawn_collector(
     http_addr: &str,
     dir: &std::path::Path,
 ) -> Result<(Running, String, String)> {
+    spawn_collector_with(db, grpc_addr, http_addr, dir, &[])
+}
+
+/// [`spawn_collector`] with extra `serve` flags.
+fn spawn_collector_with(
+    db: &std::path::Path,
+    grpc_addr: &str,
+    http_addr: &str,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Result<(Running, String, String)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -221,6 +232,7 @@ fn spawn_collector(
             "--db",
         ])
         .arg(format!("sqlite:{}", db.display()))
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
@@ -498,4 +510,22 @@ impl SyntheticHost {
 pub fn triple(record: &serde_json::Value) -> (String, String, String) {
     let text = |name: &str| record[name].as_str().unwrap_or_default().to_string();
     (text("kind"), text("key"), text("fingerprint"))
+}
+
+impl Collector {
+    /// Like [`Collector::start`], with extra `serve` flags (e.g. `--holidays FILE`).
+    /// [`Collector::start_again`] restarts it without them.
+    pub fn start_with(extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("census.db");
+        let (process, grpc, http) =
+            spawn_collector_with(&db, "127.0.0.1:0", "127.0.0.1:0", dir.path(), extra)?;
+        Ok(Collector {
+            process,
+            grpc,
+            api: Api { http },
+            db,
+            dir,
+        })
+    }
 }

@@ -91,6 +91,7 @@ pub async fn terminate(
     })
     .await?;
     state.config_changed.send_modify(|version| *version += 1);
+    state.purge_wake.notify_one();
     Ok((StatusCode::CREATED, Json(serde_json::json!(outcome))))
 }
 
@@ -151,6 +152,7 @@ pub async fn request_deletion(
     if console {
         state.config_changed.send_modify(|version| *version += 1);
     }
+    state.purge_wake.notify_one();
     Ok((StatusCode::CREATED, Json(serde_json::json!(outcome))))
 }
 
@@ -190,12 +192,13 @@ pub async fn set_hold(
 }
 
 pub(super) async fn clear_hold(
-    State(store): State<Arc<dyn Store>>,
+    State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Path(id) = id.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let now = Timestamp::now();
-    let hold = run(store, move |store| store.clear_hold(id, now)).await?;
+    let hold = run(state.store, move |store| store.clear_hold(id, now)).await?;
+    state.purge_wake.notify_one();
     Ok(Json(serde_json::json!(hold)))
 }
 

@@ -262,7 +262,7 @@ pub struct AuditEntry {
     pub deleted: u64,
     /// Due records a legal hold kept.
     pub held: u64,
-    /// Deleted after their deadline had passed.
+    /// Deleted more than a minute after their deadline.
     pub late: u64,
     pub earliest_delete_by: Option<String>,
     pub latest_delete_by: Option<String>,
@@ -333,6 +333,8 @@ pub trait Store: Send + Sync + 'static {
     fn holds(&self) -> Result<Vec<Hold>, StoreError>;
     /// Records whose deadline is at or before `before`.
     fn due(&self, before: Timestamp) -> Result<Vec<DueGroup>, StoreError>;
+    /// The earliest deadline of a record no legal hold keeps.
+    fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError>;
     /// Deletes, for real and in batches, every record whose deadline has come (see
     /// [`PurgeOptions`]) and no legal hold keeps; writes the audit entries.
     fn purge(&self, options: &PurgeOptions) -> Result<PurgeRun, StoreError>;

@@ -277,18 +277,26 @@ fn backup_to(connection: &Connection, to: &std::path::Path) -> Result<(), StoreE
     Ok(())
 }
 
+/// Refuses a node whose hosting service (or cluster) was terminated.
+fn terminated(
+    connection: &Connection,
+    node: &str,
+    cluster: Option<&str>,
+) -> Result<(), StoreError> {
+    match retention::termination_of(connection, node, cluster)? {
+        Some((service, at)) => Err(StoreError::Terminated {
+            node: node.to_string(),
+            service,
+            at: rfc3339(at),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Store for SqliteStore {
     fn hello(&self, hello: &NodeHello, now_ms: i64) -> Result<u64, StoreError> {
         let connection = self.writer();
-        if let Some((service, at)) =
-            retention::termination_of(&connection, &hello.node_id, hello.cluster.as_deref())?
-        {
-            return Err(StoreError::Terminated {
-                node: hello.node_id.clone(),
-                service,
-                at: rfc3339(at),
-            });
-        }
+        terminated(&connection, &hello.node_id, hello.cluster.as_deref())?;
         let seq: i64 = connection.query_row(
             "INSERT INTO nodes (node_id, hostname, agent_id, agent_version, first_seen, last_seen, cluster)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
@@ -313,14 +321,16 @@ impl Store for SqliteStore {
     fn apply(&self, batch: &BatchApply) -> Result<Applied, StoreError> {
         let mut connection = self.writer();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let last: i64 = transaction
+        let (last, cluster): (i64, Option<String>) = transaction
             .query_row(
-                "SELECT last_applied_seq FROM nodes WHERE node_id = ?1",
+                "SELECT last_applied_seq, cluster FROM nodes WHERE node_id = ?1",
                 [&batch.node_id],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?
             .ok_or_else(|| StoreError::UnknownNode(batch.node_id.clone()))?;
+        // A stream opened before its node's termination writes nothing after it.
+        terminated(&transaction, &batch.node_id, cluster.as_deref())?;
         if batch.seq <= last as u64 {
             return Ok(Applied {
                 duplicate: true,
@@ -593,6 +603,16 @@ impl Store for SqliteStore {
     ) -> Result<BTreeMap<String, census_proto::KindDigest>, StoreError> {
         let connection = self.reader();
         let transaction = connection.unchecked_transaction()?;
+        let cluster: Option<String> = transaction
+            .query_row(
+                "SELECT cluster FROM nodes WHERE node_id = ?1",
+                [node_id],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten();
+        // A terminated node is never asked to resend what was archived.
+        terminated(&transaction, node_id, cluster.as_deref())?;
         let mut digests = BTreeMap::new();
         let mut statement = transaction.prepare_cached(
             "SELECT key, fingerprint FROM records
@@ -659,6 +679,10 @@ impl Store for SqliteStore {
 
     fn due(&self, before: Timestamp) -> Result<Vec<DueGroup>, StoreError> {
         retention::due(&self.reader(), before)
+    }
+
+    fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError> {
+        retention::next_deadline(&self.reader())
     }
 
     fn purge(&self, options: &PurgeOptions) -> Result<PurgeRun, StoreError> {
