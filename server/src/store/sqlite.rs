@@ -1018,4 +1018,40 @@ mod tests {
         let error = SqliteStore::open(path.to_str().unwrap()).unwrap_err();
         assert!(error.to_string().contains("schema version 99"), "{error}");
     }
+
+    #[test]
+    fn migrating_a_database_with_data_backs_it_up_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // A database as an older collector left it: schema version 2, one node.
+            let connection = Connection::open(&path).unwrap();
+            for migration in &MIGRATIONS[..2] {
+                connection.execute_batch(migration).unwrap();
+            }
+            connection.pragma_update(None, "user_version", 2).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO nodes (node_id, hostname, agent_id, agent_version, first_seen, last_seen)
+                     VALUES ('old', 'h', 'a', 'v', 0, 0)",
+                    [],
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(store.nodes().unwrap().len(), 1);
+        let backup = dir.path().join("old.db.pre-migration-v2.bak");
+        let copy = Connection::open(&backup).unwrap();
+        let version: i64 = copy
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let nodes: i64 = copy
+            .query_row("SELECT COUNT(*) FROM nodes", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(nodes, 1);
+        // A fresh database has nothing to back up.
+        SqliteStore::open(dir.path().join("new.db").to_str().unwrap()).unwrap();
+        assert!(!dir.path().join("new.db.pre-migration-v0.bak").exists());
+    }
 }
