@@ -148,11 +148,7 @@ mod tests {
     use crate::collectors::test_context;
     use crate::root::HostRoot;
 
-    fn write(root: &std::path::Path, path: &str, text: &str) {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::collectors::write_fixture as write;
 
     #[test]
     fn accounts_carry_groups_aging_and_sudo_rules_but_no_hash() {

@@ -95,11 +95,8 @@ mod tests {
     #[test]
     fn reads_identity_through_the_root() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let path = dir.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write =
+            |path: &str, text: &str| crate::collectors::write_fixture(dir.path(), path, text);
         write("etc/machine-id", "0123456789abcdef0123456789abcdef\n");
         write(
             "usr/lib/os-release",

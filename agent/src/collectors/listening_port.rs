@@ -213,13 +213,8 @@ mod tests {
     use crate::collectors::test_context;
     use crate::root::HostRoot;
     use std::os::unix::fs::symlink;
-    use std::path::Path;
 
-    fn write(root: &Path, path: &str, text: &str) {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::collectors::write_fixture as write;
 
     const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
 

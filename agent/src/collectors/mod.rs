@@ -414,6 +414,14 @@ fn shared<T>(
         .map_err(|error| CollectError::Source(error.clone()))
 }
 
+/// Writes `text` to `path` under a fixture root, creating its directories.
+#[cfg(test)]
+pub(crate) fn write_fixture(root: &std::path::Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
 /// A context over a fixture root, with a fresh cache and a fixed redaction key.
 #[cfg(test)]
 pub(crate) fn test_context(root: HostRoot) -> Context {

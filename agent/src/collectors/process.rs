@@ -197,11 +197,7 @@ mod tests {
         )
     }
 
-    fn write(root: &Path, path: &str, text: &str) {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::collectors::write_fixture as write;
 
     fn add_process(root: &Path, pid: u32, comm: &str, flags: u32, cmdline: &[&str], uid: u32) {
         write(

@@ -198,11 +198,7 @@ mod tests {
     fn reports_cron_entries_periodic_scripts_and_timers() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let write = |path: &str, text: &str| {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write = |path: &str, text: &str| crate::collectors::write_fixture(root, path, text);
         write(
             "etc/crontab",
             "SHELL=/bin/sh\r\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\r\n",

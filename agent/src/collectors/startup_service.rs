@@ -180,11 +180,7 @@ mod tests {
     fn reports_systemd_sysv_and_rc_local_with_secrets_redacted() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let write = |path: &str, text: &str| {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write = |path: &str, text: &str| crate::collectors::write_fixture(root, path, text);
         write(
             "lib/systemd/system/app.service",
             "[Unit]\nDescription=App server\n[Service]\nUser=app\nExecStart=/opt/app/bin/app \\\n  --db-password=hunter22 --port 8080\n[Install]\nWantedBy=multi-user.target\n",

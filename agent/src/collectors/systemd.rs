@@ -173,11 +173,7 @@ mod tests {
     fn resolves_precedence_masks_aliases_and_enablement() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let write = |path: &str, text: &str| {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write = |path: &str, text: &str| crate::collectors::write_fixture(root, path, text);
         write(
             "lib/systemd/system/ssh.service",
             "[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\n",

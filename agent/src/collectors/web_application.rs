@@ -163,11 +163,7 @@ mod tests {
     fn tomcat_webapps_and_recognised_document_roots() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let write = |path: &str, text: &str| {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write = |path: &str, text: &str| crate::collectors::write_fixture(root, path, text);
         write("var/lib/tomcat9/webapps/ROOT/index.html", "");
         write("var/lib/tomcat9/webapps/shop.war", "PK");
         write("var/lib/tomcat9/webapps/shop/WEB-INF/web.xml", "");

@@ -294,11 +294,7 @@ mod tests {
     use super::*;
     use crate::collectors::test_context;
 
-    fn write(root: &Path, path: &str, text: &str) {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::collectors::write_fixture as write;
 
     #[test]
     fn nginx_server_blocks_through_includes() {

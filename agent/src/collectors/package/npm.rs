@@ -127,11 +127,8 @@ mod tests {
     #[test]
     fn catalogs_nested_and_scoped_packages() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let path = dir.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write =
+            |path: &str, text: &str| crate::collectors::write_fixture(dir.path(), path, text);
         write(
             "srv/app/node_modules/express/package.json",
             r#"{"name":"express","version":"4.18.2","license":"MIT"}"#,
