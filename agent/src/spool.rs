@@ -11,14 +11,12 @@
 //! The spool is bounded: a round that does not fit is not written at all (the
 //! caller counts it as shed and schedules a full resync).
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use census_proto::v1::{Batch, KindChanges};
 use prost::Message;
 
-use crate::state::StateError;
+use crate::state::{StateError, write_synced};
 
 const MAGIC: &[u8] = b"census-spool-v1\n";
 const EXTENSION: &str = "batch";
@@ -125,21 +123,7 @@ impl Spool {
         }
         for (seq, bytes) in encoded {
             let path = self.path(seq);
-            let temporary = path.with_extension("tmp");
-            let io = |source| StateError::Io {
-                path: path.clone(),
-                source,
-            };
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temporary)
-                .map_err(io)?;
-            file.write_all(&bytes).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            std::fs::rename(&temporary, &path).map_err(io)?;
+            write_synced(&path, &path.with_extension("tmp"), &bytes)?;
             self.bytes += bytes.len() as u64;
             if let Some(previous) = self.entries.insert(seq, bytes.len() as u64) {
                 self.bytes -= previous;

@@ -154,27 +154,35 @@ impl StateDir {
         self.dir.join("spool")
     }
 
-    /// Writes `name` via a temporary file, fsync and rename, so a crash leaves the old
-    /// or the new content, never a torn file.
+    /// Writes `name` atomically (see [`write_synced`]).
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-        let path = self.dir.join(name);
-        let temporary = self.dir.join(format!(".{name}.tmp"));
-        let io_error = |source| StateError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(io_error)?;
-        file.write_all(bytes).map_err(io_error)?;
-        file.sync_all().map_err(io_error)?;
-        std::fs::rename(&temporary, &path).map_err(io_error)?;
-        Ok(())
+        write_synced(
+            &self.dir.join(name),
+            &self.dir.join(format!(".{name}.tmp")),
+            bytes,
+        )
     }
+}
+
+/// Writes `path` via `temporary` (mode 0600), fsync and rename, so a crash leaves the
+/// old or the new content, never a torn file. The rename is durable once the
+/// directory is synced.
+pub(crate) fn write_synced(path: &Path, temporary: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let io_error = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(temporary)
+        .map_err(io_error)?;
+    file.write_all(bytes).map_err(io_error)?;
+    file.sync_all().map_err(io_error)?;
+    std::fs::rename(temporary, path).map_err(io_error)?;
+    Ok(())
 }
 
 /// What delivery has lost or repaired, reported to the collector.
