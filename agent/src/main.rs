@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use census_agent::redact::Redactor;
 use census_agent::root::HostRoot;
-use census_agent::scan::Scanner;
+use census_agent::scan::{Scan, Scanner};
 use census_agent::sync::{RunOptions, run};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -151,17 +151,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 .with_package_dirs(package_dirs)
                 .with_runtime_socket(runtime_socket);
             let scan = scanner.scan();
-            let mut out = std::io::stdout().lock();
-            match format {
-                Format::Json => census_agent::output::write_json(&scan, &mut out),
-                Format::Table => census_agent::output::write_table(&scan, &mut out),
-            }
-            .or_else(|error| match error.kind() {
-                // `census-agent scan | head` is not an error.
-                std::io::ErrorKind::BrokenPipe => Ok(()),
-                _ => Err(error),
-            })
-            .context("cannot write scan output")?;
+            print_scan(&scan, format).context("cannot write scan output")?;
             let failed: Vec<_> = scan.failures().map(|(kind, _)| kind).collect();
             if failed.is_empty() {
                 Ok(ExitCode::SUCCESS)
@@ -298,16 +288,21 @@ fn scan_image(
             elapsed: started.elapsed(),
         }],
     };
+    print_scan(&scan, format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a scan to stdout; a closed pipe (`census-agent scan | head`) is not an error.
+fn print_scan(scan: &Scan, format: Format) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
-        Format::Json => census_agent::output::write_json(&scan, &mut out),
-        Format::Table => census_agent::output::write_table(&scan, &mut out),
+        Format::Json => census_agent::output::write_json(scan, &mut out),
+        Format::Table => census_agent::output::write_table(scan, &mut out),
     }
     .or_else(|error| match error.kind() {
         std::io::ErrorKind::BrokenPipe => Ok(()),
         _ => Err(error),
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn shutdown_signal() -> &'static str {
