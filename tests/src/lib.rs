@@ -103,19 +103,29 @@ pub struct Collector {
     pub grpc: String,
     pub api: Api,
     pub db: PathBuf,
+    /// Extra `serve` flags, kept across restarts.
+    extra: Vec<String>,
     dir: tempfile::TempDir,
 }
 
 impl Collector {
     pub fn start() -> Result<Self> {
+        Collector::start_with(&[])
+    }
+
+    /// Like [`Collector::start`], with extra `serve` flags (e.g. `--holidays FILE`).
+    pub fn start_with(extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("census.db");
-        let (process, grpc, http) = spawn_collector(&db, "127.0.0.1:0", "127.0.0.1:0", dir.path())?;
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (process, grpc, http) =
+            spawn_collector(&db, "127.0.0.1:0", "127.0.0.1:0", dir.path(), &extra)?;
         Ok(Collector {
             process,
             grpc,
             api: Api { http },
             db,
+            extra,
             dir,
         })
     }
@@ -130,7 +140,13 @@ impl Collector {
         self.process.kill();
         let mut attempts = 0;
         loop {
-            match spawn_collector(&self.db, &self.grpc, &self.api.http, self.dir.path()) {
+            match spawn_collector(
+                &self.db,
+                &self.grpc,
+                &self.api.http,
+                self.dir.path(),
+                &self.extra,
+            ) {
                 Ok((process, _, _)) => {
                     self.process = process;
                     return Ok(());
@@ -200,23 +216,14 @@ impl Api {
 }
 
 /// Starts `census-collector serve` on the given addresses, logging (appending) to
-/// `dir/collector.log`; returns once it prints the addresses it listens on.
+/// `dir/collector.log`, with `extra` flags; returns once it prints the addresses it
+/// listens on.
 fn spawn_collector(
     db: &std::path::Path,
     grpc_addr: &str,
     http_addr: &str,
     dir: &std::path::Path,
-) -> Result<(Running, String, String)> {
-    spawn_collector_with(db, grpc_addr, http_addr, dir, &[])
-}
-
-/// [`spawn_collector`] with extra `serve` flags.
-fn spawn_collector_with(
-    db: &std::path::Path,
-    grpc_addr: &str,
-    http_addr: &str,
-    dir: &std::path::Path,
-    extra: &[&str],
+    extra: &[String],
 ) -> Result<(Running, String, String)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -510,22 +517,4 @@ impl SyntheticHost {
 pub fn triple(record: &serde_json::Value) -> (String, String, String) {
     let text = |name: &str| record[name].as_str().unwrap_or_default().to_string();
     (text("kind"), text("key"), text("fingerprint"))
-}
-
-impl Collector {
-    /// Like [`Collector::start`], with extra `serve` flags (e.g. `--holidays FILE`).
-    /// [`Collector::start_again`] restarts it without them.
-    pub fn start_with(extra: &[&str]) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let db = dir.path().join("census.db");
-        let (process, grpc, http) =
-            spawn_collector_with(&db, "127.0.0.1:0", "127.0.0.1:0", dir.path(), extra)?;
-        Ok(Collector {
-            process,
-            grpc,
-            api: Api { http },
-            db,
-            dir,
-        })
-    }
 }
