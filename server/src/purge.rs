@@ -27,16 +27,18 @@ pub fn purge(
             backup: None,
         });
     }
-    let preview = store.purge(&PurgeOptions {
-        dry_run: true,
-        ..options
-    })?;
+    // A backup only when some deadline has come: a purge that deletes nothing is cheap.
+    let limit = options
+        .now
+        .saturating_add(options.horizon)
+        .unwrap_or(Timestamp::MAX);
+    let due = store.next_deadline()?.is_some_and(|next| next <= limit);
     let backup = match sqlite_path(db) {
-        Some(path) if preview.deleted > 0 => {
+        Some(path) if due => {
             let stamp = Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ");
             let backup = PathBuf::from(format!("{path}.pre-purge-{stamp}.bak"));
             store.backup(&backup)?;
-            tracing::info!(backup = %backup.display(), due = preview.deleted, "database backed up before purge");
+            tracing::info!(backup = %backup.display(), "database backed up before purge");
             Some(backup)
         }
         _ => None,

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use super::{ApiError, AppState, run};
 use crate::console::validate;
-use crate::policy::{self, CONSOLE_KINDS, FEATURE};
+use crate::policy::{CONSOLE_KINDS, FEATURE};
 use crate::store::Scope;
 
 fn console_kind(kind: &str) -> Result<(), ApiError> {
@@ -143,10 +143,6 @@ pub async fn delete(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (kind, key) = path(item)?;
     console_kind(&kind)?;
-    debug_assert_eq!(
-        policy::category(&kind),
-        Some(policy::Category::ConsoleConfigurationData)
-    );
     let scope = Scope {
         hosting_service: FEATURE.to_string(),
         kind: Some(kind),

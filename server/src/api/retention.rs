@@ -191,7 +191,7 @@ pub async fn set_hold(
     Ok((StatusCode::CREATED, Json(serde_json::json!(hold))))
 }
 
-pub(super) async fn clear_hold(
+pub async fn clear_hold(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
