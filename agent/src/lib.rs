@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cache;
 pub mod collectors;
 pub mod delta;
+pub mod enroll;
 pub mod image_contents;
 pub mod output;
 pub mod parse;

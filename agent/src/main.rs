@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use census_agent::enroll::Transport;
 use census_agent::redact::Redactor;
 use census_agent::root::HostRoot;
 use census_agent::scan::{Scan, Scanner};
@@ -42,9 +43,12 @@ enum Command {
     },
     /// Scan every interval and stream changes to a collector.
     Run {
-        /// Collector gRPC URL, e.g. http://127.0.0.1:7701.
+        /// Collector gRPC URL: https://HOST:PORT (with --ca), or http:// with
+        /// --insecure-plaintext.
         #[arg(long)]
         collector: String,
+        #[command(flatten)]
+        access: Box<Access>,
         /// Seconds between scans; the collector's console configuration, when it sets
         /// an interval, takes precedence.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
@@ -114,6 +118,31 @@ enum Command {
     },
 }
 
+/// How `run` reaches its collector and proves who it is.
+#[derive(clap::Args)]
+struct Access {
+    /// File holding the enrollment secret, exchanged for this agent's credential
+    /// (kept in the state dir, mode 0600) when it has none or it was revoked.
+    #[arg(long, value_name = "FILE")]
+    enrollment_secret_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the collector's certificate; the only CA
+    /// trusted.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a collector that requires mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Name the collector's certificate must carry, when it is not the URL's host.
+    #[arg(long, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// Allow a plain http:// collector URL: no TLS, for local development only.
+    #[arg(long)]
+    insecure_plaintext: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Table,
@@ -173,8 +202,25 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             runtime_socket,
             spool_max_bytes,
             keepalive,
+            access,
         } => {
+            let Access {
+                enrollment_secret_file,
+                ca,
+                tls_cert,
+                tls_key,
+                tls_server_name,
+                insecure_plaintext,
+            } = *access;
             let options = RunOptions {
+                transport: Transport {
+                    ca,
+                    cert: tls_cert,
+                    key: tls_key,
+                    server_name: tls_server_name,
+                    insecure_plaintext,
+                },
+                enrollment_secret_file,
                 collector,
                 interval: Duration::from_secs(interval),
                 once,

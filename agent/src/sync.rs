@@ -24,7 +24,10 @@ use census_proto::v1::{
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
+
+use crate::enroll::{self, CredentialFile, Transport};
 
 use crate::collectors;
 use crate::delta::{Limits, Planned, plan_round};
@@ -76,6 +79,10 @@ pub struct RunOptions {
     /// HTTP/2 ping interval on the stream; a ping unanswered within the same time
     /// (at most 20 s) ends the stream, so a cut connection is noticed.
     pub keepalive: Duration,
+    /// TLS (or, explicitly, plain text) to the collector.
+    pub transport: Transport,
+    /// The enrollment secret, exchanged for a credential when the agent has none.
+    pub enrollment_secret_file: Option<PathBuf>,
 }
 
 /// Why a run or one of its sessions stopped.
@@ -167,13 +174,15 @@ impl Settings {
 /// Runs until `--once` completes or, without it, forever (callers race it against a
 /// shutdown signal).
 pub async fn run(options: RunOptions) -> Result<(), SyncError> {
-    Endpoint::from_shared(options.collector.clone()).map_err(|error| {
-        SyncError::Config(format!(
-            "invalid --collector URL {:?}: {error}",
-            options.collector
-        ))
-    })?;
+    options
+        .transport
+        .endpoint(&options.collector)
+        .map_err(SyncError::Config)?;
+    if let Some(path) = &options.enrollment_secret_file {
+        enroll::enrollment_secret(path).map_err(SyncError::Config)?;
+    }
     let state = StateDir::open(&options.state_dir)?;
+    let credentials = CredentialFile::new(state.path());
     let redactor = Redactor::new(state.redaction_key()?);
     let scanner = Scanner::new(
         HostRoot::new(&options.host_root),
@@ -227,6 +236,7 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
         own: &own,
         known_kinds: &known_kinds,
         settings: &settings,
+        credentials: &credentials,
     };
     let mut backoff = BACKOFF_FIRST;
     loop {
@@ -239,6 +249,23 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
                 Err(error) => Err(SyncError::Protocol(format!("scan loop failed: {error}"))),
             },
         };
+        if let Err(SyncError::Status(status)) = &result
+            && status
+                .metadata()
+                .contains_key(census_proto::REENROLL_METADATA)
+        {
+            credentials.forget()?;
+            if options.enrollment_secret_file.is_none() {
+                return Err(SyncError::Config(format!(
+                    "the collector refused this agent's credential ({}) and there is no --enrollment-secret-file to enroll again with",
+                    status.message()
+                )));
+            }
+            tracing::warn!(
+                reason = status.message(),
+                "credential refused: enrolling again"
+            );
+        }
         match result {
             Ok(()) => return Ok(()),
             Err(error) if options.once => return Err(error),
@@ -515,6 +542,7 @@ struct Link<'a> {
     known_kinds: &'a [&'static str],
     /// Settings in force, watched by the scan loop.
     settings: &'a watch::Sender<Settings>,
+    credentials: &'a CredentialFile,
 }
 
 impl Link<'_> {
@@ -522,8 +550,10 @@ impl Link<'_> {
     /// everything is acked. Returns (one-shot runs only) once the collector agrees.
     async fn session(&self, welcomed: &mut bool) -> Result<(), SyncError> {
         let options = self.options;
-        let channel = Endpoint::from_shared(options.collector.clone())
-            .map_err(|error| SyncError::Config(error.to_string()))?
+        let channel = options
+            .transport
+            .endpoint(&options.collector)
+            .map_err(SyncError::Config)?
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(options.keepalive)
@@ -535,7 +565,23 @@ impl Link<'_> {
                 url: options.collector.clone(),
                 source,
             })?;
-        let mut client = CensusClient::new(channel)
+        let mut bearer: MetadataValue<Ascii> =
+            format!("Bearer {}", self.credential(channel.clone()).await?)
+                .parse()
+                .map_err(|_| {
+                    SyncError::Config(format!(
+                        "{} holds a credential that is not ASCII",
+                        self.credentials.path().display()
+                    ))
+                })?;
+        bearer.set_sensitive(true);
+        let mut client =
+            CensusClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+                Ok(request)
+            })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -550,6 +596,7 @@ impl Link<'_> {
                 last_acked_seq: delivery.last_acked_seq,
                 delivery: Some(delivery.stats()),
                 cluster: self.identity.cluster.clone(),
+                health: None,
             }
         };
         send(&outbound, agent_message::Message::Hello(hello)).await?;
@@ -608,6 +655,7 @@ impl Link<'_> {
                             seq: delivery.last_acked_seq,
                             kinds: delivery.planned.checksums(),
                             delivery: Some(delivery.stats()),
+                            health: None,
                         }
                     })
                 };
@@ -643,6 +691,31 @@ impl Link<'_> {
                 _ = self.wake.notified() => {}
             }
         }
+    }
+
+    /// The agent's credential: the stored one, or a new one from enrollment.
+    async fn credential(&self, channel: Channel) -> Result<String, SyncError> {
+        let node_id = &self.identity.node_id;
+        if let Some(credential) = self.credentials.load(node_id)? {
+            return Ok(credential);
+        }
+        let Some(secret_file) = &self.options.enrollment_secret_file else {
+            return Err(SyncError::Config(format!(
+                "no credential for node {node_id} in {} and no --enrollment-secret-file to enroll with",
+                self.credentials.path().display()
+            )));
+        };
+        let secret = enroll::enrollment_secret(secret_file).map_err(SyncError::Config)?;
+        let credential = enroll::enroll(
+            channel,
+            secret,
+            node_id,
+            &self.identity.agent_id,
+            &self.identity.hostname,
+        )
+        .await?;
+        self.credentials.save(node_id, &credential)?;
+        Ok(credential)
     }
 
     /// Handles one message from the collector.

@@ -16,6 +16,10 @@ use v1::record::Body;
 /// Length in bytes of a record fingerprint (SHA-256).
 pub const FINGERPRINT_LEN: usize = 32;
 
+/// Metadata key on an UNAUTHENTICATED status that tells the agent its credential is
+/// no good any more (revoked, unknown) and it should enroll again.
+pub const REENROLL_METADATA: &str = "census-reenroll";
+
 /// Default largest encoded census.v1 message either end accepts.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 

@@ -2,18 +2,21 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRef, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRef, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::auth::{ApiTokens, Role, SecretsFile};
 use crate::calendar::Calendar;
 use crate::policy;
 use crate::store::{RecordQuery, Store, StoreError};
 
 mod config;
+mod credentials;
 mod retention;
 
 /// Records returned when `limit` is not given, and the most one request may ask for.
@@ -30,6 +33,10 @@ pub struct AppState {
     pub config_changed: Arc<tokio::sync::watch::Sender<u64>>,
     /// Wakes the scheduled purge: deadlines changed.
     pub purge_wake: Arc<tokio::sync::Notify>,
+    /// Bearer tokens and their roles; without them only `/healthz` answers.
+    pub tokens: Option<Arc<SecretsFile<ApiTokens>>>,
+    /// Bumped on every credential revocation: open streams check theirs.
+    pub revoked: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -48,6 +55,8 @@ impl FromRef<AppState> for Arc<dyn Store> {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/api/v1/credentials", get(credentials::list))
+        .route("/api/v1/credentials/{id}/revoke", post(credentials::revoke))
         .route("/healthz", get(healthz))
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/records", get(records))
@@ -78,7 +87,62 @@ pub fn router(state: AppState) -> Router {
                 .delete(config::delete),
         )
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
         .with_state(state)
+}
+
+/// Every route but `/healthz` needs a bearer token: reads need a read-only or admin
+/// token, changes (POST, PUT, DELETE) an admin token.
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let needed = if request.method() == Method::GET || request.method() == Method::HEAD {
+        Role::Read
+    } else {
+        Role::Admin
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let role = match (presented, &state.tokens) {
+        (Some(token), Some(tokens)) => tokens.get().role(token),
+        _ => None,
+    };
+    match role {
+        None => {
+            let message = match presented {
+                None => "this API needs a bearer token (Authorization: Bearer TOKEN)",
+                Some(_) => "the bearer token is not accepted",
+            };
+            tracing::info!(method = %request.method(), path = request.uri().path(), "api request refused: {message}");
+            let mut response = ApiError(StatusCode::UNAUTHORIZED, message.into()).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+        Some(role) if role < needed => {
+            tracing::info!(method = %request.method(), path = request.uri().path(), "api request refused: read-only token on an admin route");
+            ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} {} needs an admin token; the token presented is read-only",
+                    request.method(),
+                    request.uri().path()
+                ),
+            )
+            .into_response()
+        }
+        Some(_) => next.run(request).await,
+    }
 }
 
 /// An API error: a status and a message, sent as `{"error": "..."}`.

@@ -2,6 +2,7 @@
 //! DPSA category and retention deadlines, stores it and serves it over HTTP.
 pub mod alarms;
 pub mod api;
+pub mod auth;
 pub mod calendar;
 pub mod console;
 pub mod ingest;
@@ -9,3 +10,4 @@ pub mod policy;
 pub mod purge;
 pub mod serve;
 pub mod store;
+pub mod tls;

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use census_collector::calendar::Calendar;
+use census_collector::ingest::Limits;
 use census_collector::serve::{ServeOptions, serve};
 use census_collector::store::{self, PurgeOptions};
+use census_collector::tls::TlsFiles;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -41,6 +43,8 @@ enum Command {
         /// Seconds between scheduled purges; 0 disables them.
         #[arg(long, default_value_t = 3600)]
         purge_interval: u64,
+        #[command(flatten)]
+        security: Box<Security>,
     },
     /// Delete every record whose retention deadline has come, with an audit entry per
     /// rule; takes a backup first and drops it once the purge is verified.
@@ -73,6 +77,76 @@ enum Command {
     },
 }
 
+/// TLS, credentials and limits of `serve`.
+#[derive(clap::Args)]
+struct Security {
+    /// PEM certificate (chain) the collector presents on both ports.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients of both ports must present a certificate this CA (PEM) signed.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve plain text, without TLS: for local development only.
+    #[arg(long, conflicts_with = "tls_cert")]
+    insecure_plaintext: bool,
+    /// Enrollment secrets agents exchange for credentials, one per line; read again
+    /// when the file changes (list old and new together to rotate).
+    #[arg(long, value_name = "FILE")]
+    enrollment_secrets: Option<PathBuf>,
+    /// HTTP API bearer tokens, one `read TOKEN` or `admin TOKEN` per line; read again
+    /// when the file changes. Without it only /healthz answers.
+    #[arg(long, value_name = "FILE")]
+    api_tokens: Option<PathBuf>,
+    /// Largest census.v1 message accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_frame_bytes)]
+    max_frame_bytes: usize,
+    /// Most upserts plus removes in one batch.
+    #[arg(long, default_value_t = Limits::default().max_batch_changes)]
+    max_batch_changes: usize,
+    /// Longest string in a record's fields, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_string_bytes)]
+    max_string_bytes: usize,
+    /// Sustained bytes per second one agent may send.
+    #[arg(long, default_value_t = Limits::default().rate_bytes_per_sec)]
+    rate_bytes_per_sec: u64,
+    /// Bytes one agent may send at once above its rate.
+    #[arg(long, default_value_t = Limits::default().rate_burst_bytes)]
+    rate_burst_bytes: u64,
+    /// Agent streams open at once.
+    #[arg(long, default_value_t = Limits::default().max_streams, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_streams: usize,
+}
+
+impl Security {
+    fn tls(&self) -> anyhow::Result<Option<TlsFiles>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            })),
+            _ if self.insecure_plaintext => Ok(None),
+            _ => anyhow::bail!(
+                "serve needs --tls-cert and --tls-key, or --insecure-plaintext for local development"
+            ),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_batch_changes: self.max_batch_changes,
+            max_string_bytes: self.max_string_bytes,
+            rate_bytes_per_sec: self.rate_bytes_per_sec,
+            rate_burst_bytes: self.rate_burst_bytes,
+            max_streams: self.max_streams,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -83,6 +157,7 @@ fn main() -> ExitCode {
             http_addr,
             holidays,
             purge_interval,
+            security,
         } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -99,6 +174,10 @@ fn main() -> ExitCode {
                     calendar,
                     purge_interval: (purge_interval > 0)
                         .then(|| Duration::from_secs(purge_interval)),
+                    tls: security.tls()?,
+                    enrollment_secrets: security.enrollment_secrets.clone(),
+                    api_tokens: security.api_tokens.clone(),
+                    limits: security.limits(),
                 };
                 runtime
                     .block_on(serve(options, shutdown_signal()))

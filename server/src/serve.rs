@@ -10,9 +10,11 @@ use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::AppState;
+use crate::auth::{ApiTokens, EnrollmentSecrets, SecretsFile};
 use crate::calendar::Calendar;
-use crate::ingest::Ingest;
+use crate::ingest::{Gate, Ingest, Limits};
 use crate::store::{self, PurgeOptions, Store};
+use crate::tls::TlsFiles;
 
 /// Shortest pause between scheduled purges.
 const MIN_PURGE_PAUSE: Duration = Duration::from_secs(1);
@@ -29,6 +31,13 @@ pub struct ServeOptions {
     pub calendar: Calendar,
     /// Time between scheduled purges; `None` disables them.
     pub purge_interval: Option<Duration>,
+    /// TLS on both ports; `None` serves plain text (local development only).
+    pub tls: Option<TlsFiles>,
+    /// File of enrollment secrets agents exchange for credentials.
+    pub enrollment_secrets: Option<std::path::PathBuf>,
+    /// File of HTTP API bearer tokens and their roles.
+    pub api_tokens: Option<std::path::PathBuf>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +54,9 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("http server: {0}")]
     Http(std::io::Error),
+    /// A TLS or secrets file cannot be used.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Serves until `shutdown` resolves. Prints one `listening grpc=ADDR http=ADDR` line on
@@ -53,6 +65,30 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let enrollment = options
+        .enrollment_secrets
+        .as_deref()
+        .map(|path| SecretsFile::open(path, EnrollmentSecrets::parse))
+        .transpose()
+        .map_err(ServeError::Config)?;
+    let tokens = options
+        .api_tokens
+        .as_deref()
+        .map(|path| SecretsFile::open(path, ApiTokens::parse))
+        .transpose()
+        .map_err(ServeError::Config)?;
+    let grpc_tls = options
+        .tls
+        .as_ref()
+        .map(TlsFiles::grpc)
+        .transpose()
+        .map_err(ServeError::Config)?;
+    let http_tls = options
+        .tls
+        .as_ref()
+        .map(TlsFiles::http)
+        .transpose()
+        .map_err(ServeError::Config)?;
     let store: Arc<dyn Store> = {
         let db = options.db.clone();
         tokio::task::spawn_blocking(move || store::open(&db))
@@ -72,10 +108,26 @@ pub async fn serve(
 
     let (stop, stopped) = watch::channel(false);
     let (config_changed, config_watch) = watch::channel(0u64);
-    let service = CensusServer::new(Ingest::new(store.clone(), stopped.clone(), config_watch))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let grpc = tonic::transport::Server::builder()
+    let (revoked, revoked_watch) = watch::channel(0u64);
+    let limits = options.limits;
+    let gate = Gate { enrollment, limits };
+    let service = CensusServer::new(Ingest::new(
+        store.clone(),
+        stopped.clone(),
+        config_watch,
+        revoked_watch,
+        gate,
+    ))
+    .max_decoding_message_size(limits.max_frame_bytes)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some(tls) = grpc_tls {
+        grpc = grpc.tls_config(tls)?;
+    }
+    let grpc = grpc
+        // A connection carries one agent's stream (and its enrollment): a few are
+        // plenty, and every stream counts against `max_streams` besides.
+        .max_concurrent_streams(Some(8))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_nodelay(true)
@@ -89,11 +141,25 @@ pub async fn serve(
         calendar: Arc::new(options.calendar.clone()),
         config_changed: Arc::new(config_changed),
         purge_wake: Arc::new(Notify::new()),
+        tokens: tokens.map(Arc::new),
+        revoked: Arc::new(revoked),
     };
     tokio::spawn(crate::alarms::deliver(store.clone(), stopped.clone()));
     let purge_wake = state.purge_wake.clone();
-    let http = axum::serve(http_listener, crate::api::router(state))
-        .with_graceful_shutdown(wait_stop(stopped.clone()));
+    let router = crate::api::router(state);
+    let http: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match http_tls {
+        Some(config) => Box::pin(crate::tls::serve_https(
+            http_listener,
+            router,
+            config,
+            stopped.clone(),
+        )),
+        None => Box::pin(
+            axum::serve(http_listener, router)
+                .with_graceful_shutdown(wait_stop(stopped.clone()))
+                .into_future(),
+        ),
+    };
     if let Some(interval) = options.purge_interval {
         tokio::spawn(scheduled_purges(
             store.clone(),
@@ -105,10 +171,15 @@ pub async fn serve(
     }
 
     println!("listening grpc={grpc_addr} http={http_addr}");
-    tracing::info!(%grpc_addr, %http_addr, db = %options.db, "collector serving");
+    tracing::info!(%grpc_addr, %http_addr, db = %options.db, tls = options.tls.is_some(), mutual_tls = options.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "collector serving");
+    if options.tls.is_none() {
+        tracing::warn!(
+            "serving plain text (--insecure-plaintext): credentials and records cross the network unencrypted"
+        );
+    }
 
     let grpc = tokio::spawn(grpc);
-    let http = tokio::spawn(async move { http.await });
+    let http = tokio::spawn(http);
     shutdown.await;
     tracing::info!("collector stopping");
     let _ = stop.send(true);

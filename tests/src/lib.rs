@@ -96,6 +96,83 @@ impl Drop for Running {
     }
 }
 
+/// The enrollment secret every test collector accepts.
+pub const ENROLLMENT_SECRET: &str = "census-test-enrollment-secret-1";
+/// API tokens every test collector accepts.
+pub const ADMIN_TOKEN: &str = "census-test-admin-token-1";
+pub const READ_TOKEN: &str = "census-test-read-token-1";
+
+/// A test certificate authority with a collector certificate (for `localhost` and
+/// `127.0.0.1`) and an agent client certificate, all PEM files in a temporary dir.
+#[derive(Debug)]
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let dir = tempfile::tempdir()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+        let leaf = |names: Vec<String>, file: &str| -> Result<(PathBuf, PathBuf)> {
+            let key = KeyPair::generate()?;
+            let cert = CertificateParams::new(names)?.signed_by(&key, &ca)?;
+            let (cert_path, key_path) = (
+                dir.path().join(format!("{file}.pem")),
+                dir.path().join(format!("{file}.key")),
+            );
+            std::fs::write(&cert_path, cert.pem())?;
+            std::fs::write(&key_path, key.serialize_pem())?;
+            Ok((cert_path, key_path))
+        };
+        let (server_cert, server_key) =
+            leaf(vec!["localhost".into(), "127.0.0.1".into()], "collector")?;
+        let (client_cert, client_key) = leaf(vec!["census-agent".into()], "agent")?;
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.pem())?;
+        Ok(Pki {
+            ca: ca_path,
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+            _dir: dir,
+        })
+    }
+}
+
+/// How a test collector is secured: TLS files (with the client CA for mutual TLS) or
+/// plain text.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// Client certificate the agent presents, required by the collector when set.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl Tls {
+    pub fn of(pki: &Pki, mutual: bool) -> Self {
+        Tls {
+            ca: pki.ca.clone(),
+            server_cert: pki.server_cert.clone(),
+            server_key: pki.server_key.clone(),
+            client: mutual.then(|| (pki.client_cert.clone(), pki.client_key.clone())),
+        }
+    }
+}
+
 /// A collector serving a fresh SQLite file on loopback ports the OS picked.
 #[derive(Debug)]
 pub struct Collector {
@@ -103,6 +180,9 @@ pub struct Collector {
     pub grpc: String,
     pub api: Api,
     pub db: PathBuf,
+    /// The enrollment secret file (also what `--enrollment-secrets` reads).
+    pub enrollment_secret: PathBuf,
+    pub tls: Option<Tls>,
     /// Extra `serve` flags, kept across restarts.
     extra: Vec<String>,
     dir: tempfile::TempDir,
@@ -115,19 +195,85 @@ impl Collector {
 
     /// Like [`Collector::start`], with extra `serve` flags (e.g. `--holidays FILE`).
     pub fn start_with(extra: &[&str]) -> Result<Self> {
+        Collector::start_secured(None, extra)
+    }
+
+    /// A collector with TLS (`Some`) or plain text, enrollment secret
+    /// [`ENROLLMENT_SECRET`] and API tokens [`ADMIN_TOKEN`] and [`READ_TOKEN`].
+    pub fn start_secured(tls: Option<Tls>, extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("census.db");
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let enrollment_secret = dir.path().join("enrollment-secrets");
+        std::fs::write(&enrollment_secret, format!("{ENROLLMENT_SECRET}\n"))?;
+        let tokens = dir.path().join("api-tokens");
+        std::fs::write(&tokens, format!("admin {ADMIN_TOKEN}\nread {READ_TOKEN}\n"))?;
+        let mut flags: Vec<String> = vec![
+            "--enrollment-secrets".into(),
+            enrollment_secret.display().to_string(),
+            "--api-tokens".into(),
+            tokens.display().to_string(),
+        ];
+        match &tls {
+            Some(tls) => {
+                flags.extend([
+                    "--tls-cert".into(),
+                    tls.server_cert.display().to_string(),
+                    "--tls-key".into(),
+                    tls.server_key.display().to_string(),
+                ]);
+                if tls.client.is_some() {
+                    flags.extend(["--tls-client-ca".into(), tls.ca.display().to_string()]);
+                }
+            }
+            None => flags.push("--insecure-plaintext".into()),
+        }
+        flags.extend(extra.iter().map(|s| s.to_string()));
         let (process, grpc, http) =
-            spawn_collector(&db, "127.0.0.1:0", "127.0.0.1:0", dir.path(), &extra)?;
+            spawn_collector(&db, "127.0.0.1:0", "127.0.0.1:0", dir.path(), &flags)?;
         Ok(Collector {
             process,
             grpc,
-            api: Api { http },
+            api: Api {
+                http,
+                token: Some(ADMIN_TOKEN.into()),
+                tls: tls.clone(),
+            },
             db,
-            extra,
+            enrollment_secret,
+            tls,
+            extra: flags,
             dir,
         })
+    }
+
+    /// `census-agent run` flags to reach this collector: TLS (or plain text) and the
+    /// enrollment secret.
+    pub fn agent_args(&self) -> Vec<String> {
+        let mut args = match &self.tls {
+            None => vec!["--insecure-plaintext".to_string()],
+            Some(tls) => {
+                let mut args = vec!["--ca".to_string(), tls.ca.display().to_string()];
+                if let Some((cert, key)) = &tls.client {
+                    args.extend([
+                        "--tls-cert".to_string(),
+                        cert.display().to_string(),
+                        "--tls-key".to_string(),
+                        key.display().to_string(),
+                    ]);
+                }
+                args
+            }
+        };
+        args.extend([
+            "--enrollment-secret-file".to_string(),
+            self.enrollment_secret.display().to_string(),
+        ]);
+        args
+    }
+
+    /// The directory of the collector's database, log and secrets files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Kills the collector with SIGKILL (no shutdown, nothing flushed).
@@ -162,7 +308,10 @@ impl Collector {
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc)
+        match self.tls {
+            Some(_) => format!("https://{}", self.grpc),
+            None => format!("http://{}", self.grpc),
+        }
     }
 
     /// The collector's log so far, for assertion messages.
@@ -171,37 +320,91 @@ impl Collector {
     }
 }
 
-/// The collector's HTTP API at `http` (host:port).
+/// The collector's HTTP API at `http` (host:port), called with `token`.
 #[derive(Debug, Clone)]
 pub struct Api {
     pub http: String,
+    pub token: Option<String>,
+    /// Set when the collector serves TLS: its CA is trusted, and the client
+    /// certificate, if any, presented.
+    pub tls: Option<Tls>,
 }
 
 impl Api {
-    /// GET a path of the HTTP API, parsed as JSON; non-2xx answers are errors.
-    pub fn get(&self, path_and_query: &str) -> Result<serde_json::Value> {
-        let url = format!("http://{}{path_and_query}", self.http);
-        let mut response = ureq::get(&url)
-            .call()
-            .with_context(|| format!("GET {url}"))?;
-        Ok(response.body_mut().read_json()?)
+    /// The same API called with another bearer token (or none).
+    pub fn with_token(&self, token: Option<&str>) -> Api {
+        Api {
+            token: token.map(str::to_string),
+            ..self.clone()
+        }
     }
 
-    /// Status code and body of a GET, whatever the status.
-    pub fn get_raw(&self, path_and_query: &str) -> Result<(u16, String)> {
-        let url = format!("http://{}{path_and_query}", self.http);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut response = agent
-            .get(&url)
-            .call()
-            .with_context(|| format!("GET {url}"))?;
+    pub fn url(&self, path_and_query: &str) -> String {
+        match self.tls {
+            Some(_) => format!("https://{}{path_and_query}", self.http),
+            None => format!("http://{}{path_and_query}", self.http),
+        }
+    }
+
+    fn agent(&self) -> Result<ureq::Agent> {
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(tls) = &self.tls {
+            let ca = ureq::tls::Certificate::from_pem(&std::fs::read(&tls.ca)?)?;
+            let mut tls_config = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]));
+            if let Some((cert, key)) = &tls.client {
+                let cert = ureq::tls::Certificate::from_pem(&std::fs::read(cert)?)?;
+                let key = ureq::tls::PrivateKey::from_pem(&std::fs::read(key)?)?;
+                tls_config = tls_config
+                    .client_cert(Some(ureq::tls::ClientCert::new_with_certs(&[cert], key)));
+            }
+            config = config.tls_config(tls_config.build());
+        }
+        Ok(config.build().into())
+    }
+
+    /// Sends `method` to a path of the API with `body` (JSON text) if any; returns the
+    /// status and the body, whatever the status.
+    pub fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String)> {
+        let url = self.url(path_and_query);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let agent = self.agent()?;
+        let mut response = match body {
+            Some(body) => agent.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(body.to_string())?,
+            ),
+            None => agent.run(request.body(())?),
+        }
+        .with_context(|| format!("{method} {url}"))?;
         Ok((
             response.status().as_u16(),
             response.body_mut().read_to_string()?,
         ))
+    }
+
+    /// GET a path of the HTTP API, parsed as JSON; non-2xx answers are errors.
+    pub fn get(&self, path_and_query: &str) -> Result<serde_json::Value> {
+        let (status, body) = self.get_raw(path_and_query)?;
+        if !(200..300).contains(&status) {
+            bail!("GET {path_and_query} answered {status}: {body}");
+        }
+        serde_json::from_str(&body)
+            .with_context(|| format!("GET {path_and_query}: not JSON: {body}"))
+    }
+
+    /// Status code and body of a GET, whatever the status.
+    pub fn get_raw(&self, path_and_query: &str) -> Result<(u16, String)> {
+        self.send("GET", path_and_query, None)
     }
 
     /// Live records of `kind` on `node`.
@@ -261,6 +464,31 @@ fn spawn_collector(
     };
     let (grpc, http) = (field("grpc=")?, field("http=")?);
     Ok((process, grpc, http))
+}
+
+/// Enrolls `node` with the (plain-text) collector; returns its credential.
+pub async fn enroll(collector: &Collector, node: &str) -> Result<String> {
+    let mut client =
+        census_proto::v1::census_client::CensusClient::connect(collector.grpc_url()).await?;
+    let response = client
+        .enroll(census_proto::v1::EnrollRequest {
+            enrollment_secret: ENROLLMENT_SECRET.into(),
+            node_id: node.into(),
+            agent_id: "census-tests".into(),
+            hostname: "census-tests".into(),
+        })
+        .await?;
+    Ok(response.into_inner().credential)
+}
+
+/// A request carrying `credential` as census agents send it.
+pub fn authorized<T>(message: T, credential: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {credential}")
+        .parse()
+        .expect("a credential is ASCII");
+    request.metadata_mut().insert("authorization", value);
+    request
 }
 
 /// A unique node id for one test, so tests sharing a host never collide.
@@ -464,10 +692,12 @@ impl SyntheticHost {
         Ok(())
     }
 
-    /// `census-agent run` against `collector` for this root, logging to `log`.
+    /// `census-agent run` against the collector at `collector`, reached with `access`
+    /// ([`Collector::agent_args`]), for this root, logging to `log`.
     pub fn agent(
         &self,
         collector: &str,
+        access: &[String],
         state: &Path,
         node: &str,
         log: &Path,
@@ -480,6 +710,7 @@ impl SyntheticHost {
         Running::group(
             Command::new(binary("census-agent"))
                 .args(["run", "--collector", collector])
+                .args(access)
                 .args(if extra.contains(&"--interval") {
                     &[][..]
                 } else {

@@ -12,7 +12,7 @@ use census_proto::v1::{
     AgentMessage, Batch, CollectorMessage, Hello, KernelModule, KindChanges, Record, agent_message,
     collector_message,
 };
-use census_tests::{Collector, binary, node_id, scan_json};
+use census_tests::{Collector, authorized, binary, enroll, node_id, scan_json};
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
@@ -27,6 +27,7 @@ fn hello(node: &str) -> AgentMessage {
             last_acked_seq: 0,
             delivery: None,
             cluster: String::new(),
+            health: None,
         })),
     }
 }
@@ -74,9 +75,19 @@ async fn exchange(
     collector: &Collector,
     messages: Vec<AgentMessage>,
 ) -> Result<(Vec<CollectorMessage>, Option<Status>)> {
+    // The credential of the node the stream's hello names (any node without one).
+    let node = messages
+        .iter()
+        .find_map(|m| match &m.message {
+            Some(agent_message::Message::Hello(hello)) => Some(hello.node_id.clone()),
+            _ => None,
+        })
+        .filter(|node| !node.is_empty())
+        .unwrap_or_else(|| node_id("no-hello"));
+    let credential = enroll(collector, &node).await?;
     let mut client = CensusClient::connect(collector.grpc_url()).await?;
     let mut inbound = client
-        .sync(tokio_stream::iter(messages))
+        .sync(authorized(tokio_stream::iter(messages), &credential))
         .await?
         .into_inner();
     let mut replies = Vec::new();
@@ -232,6 +243,7 @@ fn a_malformed_frame_is_refused_and_the_collector_keeps_serving() -> Result<()> 
     let node = node_id("garbage");
     let runtime = runtime()?;
     let (replies, status) = runtime.block_on(async {
+        let credential = enroll(&collector, &node).await?;
         let channel = tonic::transport::Endpoint::from_shared(collector.grpc_url())?
             .connect()
             .await?;
@@ -243,7 +255,7 @@ fn a_malformed_frame_is_refused_and_the_collector_keeps_serving() -> Result<()> 
             vec![0x12, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02],
         ];
         let path = tonic::codegen::http::uri::PathAndQuery::from_static("/census.v1.Census/Sync");
-        let request = tonic::Request::new(tokio_stream::iter(frames));
+        let request = authorized(tokio_stream::iter(frames), &credential);
         let mut inbound = grpc.streaming(request, path, RawCodec).await?.into_inner();
         let mut replies = Vec::new();
         loop {
@@ -281,8 +293,9 @@ fn a_malformed_frame_is_refused_and_the_collector_keeps_serving() -> Result<()> 
             &collector.grpc_url(),
             "--node-id",
             &other,
-            "--state-dir",
         ])
+        .args(collector.agent_args())
+        .arg("--state-dir")
         .arg(state.path())
         .status()?;
     assert!(ok.success());
@@ -364,12 +377,16 @@ fn a_second_stream_for_a_node_replaces_the_first() -> Result<()> {
     let collector = Collector::start()?;
     let node = node_id("replaced");
     runtime()?.block_on(async {
+        let credential = enroll(&collector, &node).await?;
         let mut client = CensusClient::connect(collector.grpc_url()).await?;
         // The first stream stays open: its sender is kept alive.
         let (first_sender, first_receiver) = tokio::sync::mpsc::channel(4);
         first_sender.send(hello(&node)).await?;
         let mut first = client
-            .sync(tokio_stream::wrappers::ReceiverStream::new(first_receiver))
+            .sync(authorized(
+                tokio_stream::wrappers::ReceiverStream::new(first_receiver),
+                &credential,
+            ))
             .await?
             .into_inner();
         let welcome = first.message().await?;

@@ -20,20 +20,8 @@ fn send(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(u16, serde_json::Value)> {
-    let url = format!("http://{}{path}", collector.api.http);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = match (method, body) {
-        ("PUT", Some(body)) => agent.put(&url).send_json(body),
-        ("POST", Some(body)) => agent.post(&url).send_json(body),
-        ("DELETE", None) => agent.delete(&url).call(),
-        (method, body) => anyhow::bail!("unsupported request {method} {body:?}"),
-    }
-    .with_context(|| format!("{method} {url}"))?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string()?;
+    let body = body.map(|body| body.to_string());
+    let (status, text) = collector.api.send(method, path, body.as_deref())?;
     let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     Ok((status, value))
 }
@@ -59,6 +47,7 @@ fn a_changed_detection_schedule_reaches_a_running_agent() -> Result<()> {
     // An hour between scans: only the console's schedule can bring a change sooner.
     let _agent = host.agent(
         &collector.grpc_url(),
+        &collector.agent_args(),
         &dir.path().join("state"),
         &node,
         &log,
@@ -148,6 +137,7 @@ fn an_alarm_setting_calls_its_webhook_for_a_new_record_retrying_a_failure() -> R
     let node = node_id("alarm");
     let _agent = host.agent(
         &collector.grpc_url(),
+        &collector.agent_args(),
         &dir.path().join("state"),
         &node,
         &dir.path().join("agent.log"),

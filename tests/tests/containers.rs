@@ -663,8 +663,9 @@ fn docker_events_reach_the_collector_before_the_next_interval() -> Result<()> {
                 &collector.grpc_url(),
                 "--node-id",
                 &node,
-                "--state-dir",
             ])
+            .args(collector.agent_args())
+            .arg("--state-dir")
             .arg(state.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null()),

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use census_tests::{
-    Api, Collector, Running, SYNTHETIC_KINDS, SyntheticHost, binary, command_output, node_id,
-    triple, wait_for,
+    ADMIN_TOKEN, Api, Collector, ENROLLMENT_SECRET, Running, SYNTHETIC_KINDS, SyntheticHost,
+    binary, command_output, node_id, triple, wait_for,
 };
 
 /// The collector's live records of the node, every page.
@@ -106,6 +106,7 @@ impl Fixture {
     fn agent(&self, extra: &[&str]) -> Result<Running> {
         self.host.agent(
             &self.collector.grpc_url(),
+            &self.collector.agent_args(),
             &self.state,
             &self.node,
             &self.log,
@@ -324,6 +325,8 @@ impl Cut {
             image,
             api: Api {
                 http: String::new(),
+                token: Some(ADMIN_TOKEN.into()),
+                tls: None,
             },
         };
         command_output("docker", &["network", "create", &cut.network])?;
@@ -356,6 +359,11 @@ impl Cut {
 
     fn start_collector(&mut self, data: &Path) -> Result<()> {
         let grpc = format!("0.0.0.0:{CUT_GRPC_PORT}");
+        std::fs::write(
+            data.join("enrollment-secrets"),
+            format!("{ENROLLMENT_SECRET}\n"),
+        )?;
+        std::fs::write(data.join("api-tokens"), format!("admin {ADMIN_TOKEN}\n"))?;
         let command = [
             "/census/census-collector",
             "serve",
@@ -365,6 +373,11 @@ impl Cut {
             &grpc,
             "--http-addr",
             "0.0.0.0:7700",
+            "--insecure-plaintext",
+            "--enrollment-secrets",
+            "/data/enrollment-secrets",
+            "--api-tokens",
+            "/data/api-tokens",
         ];
         self.run(&self.collector, &[(data, "/data", "rw")], &command)?;
         // The test reaches the HTTP API at the container's address on the bridge.
@@ -391,11 +404,18 @@ impl Cut {
 
     fn start_agent(&self, root: &Path, state: &Path, node: &str) -> Result<()> {
         let collector = format!("http://{}:{CUT_GRPC_PORT}", self.collector);
+        std::fs::write(
+            state.join("enrollment-secret"),
+            format!("{ENROLLMENT_SECRET}\n"),
+        )?;
         let command = [
             "/census/census-agent",
             "run",
             "--collector",
             &collector,
+            "--insecure-plaintext",
+            "--enrollment-secret-file",
+            "/state/enrollment-secret",
             "--interval",
             "1",
             "--keepalive",

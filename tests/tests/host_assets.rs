@@ -450,8 +450,9 @@ fn planted_secrets_appear_nowhere() -> Result<()> {
             &collector.grpc_url(),
             "--node-id",
             &node,
-            "--state-dir",
         ])
+        .args(collector.agent_args())
+        .arg("--state-dir")
         .arg(state.path())
         .env("CENSUS_LOG", "debug")
         .output()?;

@@ -43,8 +43,9 @@ fn start_agent(collector: &Collector, node: &str, state_dir: &std::path::Path) -
             &collector.grpc_url(),
             "--node-id",
             node,
-            "--state-dir",
         ])
+        .args(collector.agent_args())
+        .arg("--state-dir")
         .arg(state_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -190,8 +191,9 @@ fn a_one_shot_run_reports_this_host_and_exits() -> Result<()> {
             &collector.grpc_url(),
             "--node-id",
             &node,
-            "--state-dir",
         ])
+        .args(collector.agent_args())
+        .arg("--state-dir")
         .arg(state.path())
         .status()?;
     assert!(status.success());
@@ -222,8 +224,9 @@ fn a_one_shot_run_without_a_collector_fails_with_the_reason() -> Result<()> {
             "n",
             "--collector",
             &format!("http://127.0.0.1:{port}"),
-            "--state-dir",
+            "--insecure-plaintext",
         ])
+        .arg("--state-dir")
         .arg(state.path())
         .output()?;
     assert!(!output.status.success());

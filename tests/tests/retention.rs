@@ -41,31 +41,17 @@ fn timestamp(value: &Value, field: &str) -> Result<Timestamp> {
         .with_context(|| format!("{field} of {value} is not a timestamp"))
 }
 
-/// An HTTP client that returns non-2xx answers instead of failing on them.
-fn client() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn answer(mut response: ureq::http::Response<ureq::Body>, what: &str) -> Result<(u16, Value)> {
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string()?;
+/// Sends a request with the admin token; status and JSON answer.
+fn answer(api: &Api, method: &str, path: &str, body: Option<&str>) -> Result<(u16, Value)> {
+    let (status, text) = api.send(method, path, body)?;
     let body = serde_json::from_str(&text)
-        .with_context(|| format!("{what} answered {status} with non-JSON {text:?}"))?;
+        .with_context(|| format!("{method} {path} answered {status} with non-JSON {text:?}"))?;
     Ok((status, body))
 }
 
 /// POSTs `body` (sent as is, JSON or not) to the API; status and JSON answer.
 fn post_raw(api: &Api, path: &str, body: &str) -> Result<(u16, Value)> {
-    let url = format!("http://{}{path}", api.http);
-    let response = client()
-        .post(&url)
-        .header("content-type", "application/json")
-        .send(body)
-        .with_context(|| format!("POST {url}"))?;
-    answer(response, &format!("POST {path}"))
+    answer(api, "POST", path, Some(body))
 }
 
 fn post(api: &Api, path: &str, body: &Value) -> Result<(u16, Value)> {
@@ -83,12 +69,7 @@ fn created(api: &Api, path: &str, body: &Value) -> Result<Value> {
 }
 
 fn delete(api: &Api, path: &str) -> Result<(u16, Value)> {
-    let url = format!("http://{}{path}", api.http);
-    let response = client()
-        .delete(&url)
-        .call()
-        .with_context(|| format!("DELETE {url}"))?;
-    answer(response, &format!("DELETE {path}"))
+    answer(api, "DELETE", path, None)
 }
 
 /// Records of `node` in the live tier, or the archive tier when `archived`.
@@ -219,6 +200,7 @@ impl Node {
     fn start_agent(&mut self, collector: &Collector) -> Result<()> {
         self.agent = Some(self.host.agent(
             &collector.grpc_url(),
+            &collector.agent_args(),
             &self.dir.path().join("state"),
             &self.id,
             &self.dir.path().join("agent.log"),
@@ -589,6 +571,7 @@ fn a_terminated_nodes_agent_is_refused_when_it_connects() -> Result<()> {
         "--node-id",
         &node.id,
     ])
+    .args(collector.agent_args())
     .arg("--host-root")
     .arg(node.host.root())
     .arg("--state-dir")
@@ -964,12 +947,14 @@ fn a_console_deletion_request_is_purged_on_the_thirtieth_working_day_after_holid
     let marker = format!("census-marker-{:016x}", fastrand::u64(..));
     let key = format!("retention-{}", fastrand::u32(..));
     let path = format!("/api/v1/config/ignore_rule/{key}");
-    let url = format!("http://{}{path}", api.http);
-    let response = client()
-        .put(&url)
-        .send_json(json!({"rule_type": "vulnerability", "pattern": marker, "reason": "test"}))
-        .with_context(|| format!("PUT {url}"))?;
-    let (status, item) = answer(response, &format!("PUT {path}"))?;
+    let (status, item) = answer(
+        api,
+        "PUT",
+        &path,
+        Some(
+            &json!({"rule_type": "vulnerability", "pattern": marker, "reason": "test"}).to_string(),
+        ),
+    )?;
     ensure!(status == 201, "PUT {path} answered {status}: {item}");
     let (status, missing) = post(
         api,

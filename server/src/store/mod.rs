@@ -123,6 +123,8 @@ pub struct NodeSummary {
     pub cluster: Option<String>,
     /// When its hosting service was terminated; its records are then archived.
     pub terminated_at: Option<String>,
+    /// The agent's resource use against its budget, as last reported.
+    pub health: Option<serde_json::Value>,
 }
 
 /// An agent's delivery counters (what it shed, found damaged, or resent whole) and
@@ -360,6 +362,23 @@ pub trait Store: Send + Sync + 'static {
         kind: Option<&str>,
         key: Option<&str>,
     ) -> Result<Vec<ConfigItem>, StoreError>;
+    /// Stores a new credential for a node; refuses a terminated node.
+    fn enroll(&self, credential: &NewCredential, now: Timestamp) -> Result<(), StoreError>;
+    /// A credential by its public id.
+    fn credential(&self, id: &str) -> Result<Option<CredentialInfo>, StoreError>;
+    /// Credentials, newest first; of one node when `node` is given.
+    fn credentials(&self, node: Option<&str>) -> Result<Vec<CredentialInfo>, StoreError>;
+    /// Marks a credential used now.
+    fn credential_used(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Revokes a credential: its agent is refused from now on and told to re-enroll.
+    fn revoke_credential(
+        &self,
+        id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<CredentialInfo, StoreError>;
+    /// Records the agent's reported resource use (JSON).
+    fn report_health(&self, node_id: &str, health: &serde_json::Value) -> Result<(), StoreError>;
     /// Alarm webhook calls due now.
     fn pending_alarms(&self, now: Timestamp, limit: u32) -> Result<Vec<Alarm>, StoreError>;
     /// Records a webhook call's outcome.
@@ -369,6 +388,38 @@ pub trait Store: Send + Sync + 'static {
         result: Result<(), String>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+}
+
+/// A credential to store at enrollment.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    pub id: String,
+    pub secret_sha256: [u8; 32],
+    pub node_id: String,
+    pub agent_id: String,
+    pub hostname: String,
+    /// The enrolling peer's address.
+    pub enrolled_from: String,
+    /// Label of the enrollment secret used.
+    pub enrollment_secret: String,
+}
+
+/// A stored credential, as listed by the API (never its secret).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CredentialInfo {
+    pub id: String,
+    pub node_id: String,
+    pub agent_id: String,
+    pub hostname: String,
+    pub enrolled_at: String,
+    pub enrolled_from: String,
+    /// Label (SHA-256 prefix) of the enrollment secret it was issued for.
+    pub enrollment_secret: String,
+    pub last_used: Option<String>,
+    pub revoked_at: Option<String>,
+    pub revoked_reason: Option<String>,
+    #[serde(skip)]
+    pub secret_sha256: Vec<u8>,
 }
 
 /// A queued alarm webhook call.

@@ -7,13 +7,14 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Alarm, Applied, BatchApply, DeletionOutcome, Delivery, DueGroup, Hold, NodeHello, NodeSummary,
-    PurgeOptions, PurgeRun, RecordQuery, Scope, Store, StoreError, StoredRecord,
-    TerminationOutcome, rfc3339,
+    Alarm, Applied, BatchApply, CredentialInfo, DeletionOutcome, Delivery, DueGroup, Hold,
+    NewCredential, NodeHello, NodeSummary, PurgeOptions, PurgeRun, RecordQuery, Scope, Store,
+    StoreError, StoredRecord, TerminationOutcome, rfc3339,
 };
 use crate::calendar::Calendar;
 use crate::console::{AlarmSetting, ConfigItem};
 
+mod auth;
 mod console;
 mod retention;
 
@@ -171,6 +172,23 @@ const MIGRATIONS: &[&str] = &[
         last_error   TEXT
     ) STRICT;
     CREATE INDEX alarm_outbox_pending ON alarm_outbox (next_at) WHERE delivered_at IS NULL AND failed_at IS NULL;",
+    // 5: per-agent credentials (only the SHA-256 of their secret) and the agents'
+    // reported resource use.
+    "CREATE TABLE credentials (
+        id                TEXT PRIMARY KEY,
+        secret_sha256     BLOB NOT NULL,
+        node_id           TEXT NOT NULL,
+        agent_id          TEXT NOT NULL,
+        hostname          TEXT NOT NULL,
+        enrolled_at       INTEGER NOT NULL,
+        enrolled_from     TEXT NOT NULL,
+        enrollment_secret TEXT NOT NULL,
+        last_used         INTEGER,
+        revoked_at        INTEGER,
+        revoked_reason    TEXT
+    ) STRICT;
+    CREATE INDEX credentials_node ON credentials (node_id);
+    ALTER TABLE nodes ADD COLUMN health TEXT;",
 ];
 
 #[derive(Debug)]
@@ -483,7 +501,8 @@ impl Store for SqliteStore {
             "SELECT node_id, hostname, agent_id, agent_version, first_seen, last_seen, last_applied_seq,
                 shed_batches, shed_changes, corrupt_records, spooled_batches, spooled_bytes, resyncs,
                 checksum_mismatches, cluster,
-                (SELECT at FROM terminations t WHERE t.hosting_service = 'node:' || nodes.node_id)
+                (SELECT at FROM terminations t WHERE t.hosting_service = 'node:' || nodes.node_id),
+                health
              FROM nodes ORDER BY node_id",
         )?;
         let nodes = statement
@@ -509,6 +528,9 @@ impl Store for SqliteStore {
                     },
                     cluster: row.get(14)?,
                     terminated_at: row.get::<_, Option<i64>>(15)?.map(rfc3339),
+                    health: row
+                        .get::<_, Option<String>>(16)?
+                        .and_then(|text| serde_json::from_str(&text).ok()),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -713,6 +735,49 @@ impl Store for SqliteStore {
         key: Option<&str>,
     ) -> Result<Vec<ConfigItem>, StoreError> {
         console::items(&self.reader(), kind, key)
+    }
+
+    fn enroll(&self, credential: &NewCredential, now: Timestamp) -> Result<(), StoreError> {
+        let connection = self.writer();
+        let cluster: Option<String> = connection
+            .query_row(
+                "SELECT cluster FROM nodes WHERE node_id = ?1",
+                [&credential.node_id],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten();
+        terminated(&connection, &credential.node_id, cluster.as_deref())?;
+        auth::enroll(&connection, credential, now)
+    }
+
+    fn credential(&self, id: &str) -> Result<Option<CredentialInfo>, StoreError> {
+        auth::credential(&self.reader(), id)
+    }
+
+    fn credentials(&self, node: Option<&str>) -> Result<Vec<CredentialInfo>, StoreError> {
+        auth::credentials(&self.reader(), node)
+    }
+
+    fn credential_used(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
+        auth::used(&self.writer(), id, now)
+    }
+
+    fn revoke_credential(
+        &self,
+        id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<CredentialInfo, StoreError> {
+        auth::revoke(&mut self.writer(), id, reason, now)
+    }
+
+    fn report_health(&self, node_id: &str, health: &serde_json::Value) -> Result<(), StoreError> {
+        self.writer().execute(
+            "UPDATE nodes SET health = ?1 WHERE node_id = ?2",
+            params![health.to_string(), node_id],
+        )?;
+        Ok(())
     }
 
     fn pending_alarms(&self, now: Timestamp, limit: u32) -> Result<Vec<Alarm>, StoreError> {

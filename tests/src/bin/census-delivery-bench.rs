@@ -107,6 +107,7 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let _agent = host.agent(
         &format!("http://{address}"),
+        &collector.agent_args(),
         &dir.path().join("state"),
         &node,
         &dir.path().join("agent.log"),
