@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod frames;
+
 /// Path of a workspace binary (`census-agent`, `census-collector`), built on first use
 /// with the same profile as the running test, so tests never run stale binaries.
 pub fn binary(name: &str) -> PathBuf {

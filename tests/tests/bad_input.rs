@@ -7,108 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use bytes::BufMut;
 use census_proto::v1::census_client::CensusClient;
-use census_proto::v1::record::Body;
-use census_proto::v1::{
-    AgentMessage, Batch, CollectorMessage, Hello, KernelModule, KindChanges, Record, agent_message,
-    collector_message,
-};
+use census_proto::v1::{CollectorMessage, collector_message};
+use census_tests::frames::{acked, batch, exchange, hello, runtime};
 use census_tests::{Collector, authorized, binary, enroll, node_id, scan_json};
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
-
-fn hello(node: &str) -> AgentMessage {
-    AgentMessage {
-        message: Some(agent_message::Message::Hello(Hello {
-            agent_id: "0123456789abcdef0123456789abcdef".into(),
-            node_id: node.into(),
-            hostname: "bad-input-test".into(),
-            agent_version: "test".into(),
-            last_acked_seq: 0,
-            delivery: None,
-            cluster: String::new(),
-            health: None,
-        })),
-    }
-}
-
-fn batch(seq: u64, kind: &str, keys: &[&str]) -> AgentMessage {
-    let upserts = keys
-        .iter()
-        .map(|key| {
-            let body = Body::KernelModule(KernelModule {
-                name: key.to_string(),
-                size: 4096,
-                state: "Live".into(),
-                ..Default::default()
-            });
-            Record {
-                key: key.to_string(),
-                fingerprint: body.fingerprint().to_vec(),
-                observed_at_ms: 1,
-                body: Some(body),
-            }
-        })
-        .collect();
-    AgentMessage {
-        message: Some(agent_message::Message::Batch(Batch {
-            seq,
-            kinds: vec![KindChanges {
-                kind: kind.into(),
-                upserts,
-                removes: vec![],
-                complete_from_seq: 0,
-            }],
-        })),
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-/// Sends `messages` on one Sync stream, ends it, and collects the replies and the
-/// final status (`None` when the collector closed the stream normally).
-async fn exchange(
-    collector: &Collector,
-    messages: Vec<AgentMessage>,
-) -> Result<(Vec<CollectorMessage>, Option<Status>)> {
-    // The credential of the node the stream's hello names (any node without one).
-    let node = messages
-        .iter()
-        .find_map(|m| match &m.message {
-            Some(agent_message::Message::Hello(hello)) => Some(hello.node_id.clone()),
-            _ => None,
-        })
-        .filter(|node| !node.is_empty())
-        .unwrap_or_else(|| node_id("no-hello"));
-    let credential = enroll(collector, &node).await?;
-    let mut client = CensusClient::connect(collector.grpc_url()).await?;
-    let mut inbound = client
-        .sync(authorized(tokio_stream::iter(messages), &credential))
-        .await?
-        .into_inner();
-    let mut replies = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), inbound.message()).await? {
-            Ok(Some(reply)) => replies.push(reply),
-            Ok(None) => return Ok((replies, None)),
-            Err(status) => return Ok((replies, Some(status))),
-        }
-    }
-}
-
-fn acked(replies: &[CollectorMessage]) -> Vec<u64> {
-    replies
-        .iter()
-        .filter_map(|r| match &r.message {
-            Some(collector_message::Message::Ack(ack)) => Some(ack.seq),
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn an_unknown_kind_is_refused_by_name_and_stores_nothing() -> Result<()> {
