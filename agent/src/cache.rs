@@ -81,6 +81,20 @@ impl ScanCache {
             .retain(|_, e| e.scan + 1 >= scan);
     }
 
+    /// Drops every cached entry (the agent is over its memory budget); the next scan
+    /// computes them again.
+    pub fn clear(&self) {
+        self.exes.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.archives
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Hash (and Go build info) of the executable at `path` (e.g. `/proc/PID/exe`),
     /// computed once per file content.
     pub fn exe(&self, path: &Path) -> io::Result<Arc<ExeInfo>> {

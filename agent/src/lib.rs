@@ -1,6 +1,7 @@
 //! census-agent: fingerprints a node's assets (host, processes, ports, packages,
 //! kernel modules, ...) and streams them to a census collector.
 pub mod bench;
+pub mod budget;
 pub mod cache;
 pub mod collectors;
 pub mod delta;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use census_agent::budget::Budget;
 use census_agent::enroll::Transport;
 use census_agent::redact::Redactor;
 use census_agent::root::HostRoot;
@@ -49,6 +50,17 @@ enum Command {
         collector: String,
         #[command(flatten)]
         access: Box<Access>,
+        /// Share of one core the agent's scans may use, in thousandths (250 = a
+        /// quarter core); scans are paced to it and slow down further when over.
+        #[arg(long, default_value_t = Budget::default().cpu_millicores, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        cpu_budget_millicores: u32,
+        /// Resident memory the agent should stay under, in MiB; over it, caches are
+        /// dropped and it is reported.
+        #[arg(long, default_value_t = Budget::default().memory_bytes / (1024 * 1024))]
+        memory_budget_mib: u64,
+        /// Scheduling priority the agent lowers itself to (nice, 0..=19).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+        nice: i32,
         /// Seconds between scans; the collector's console configuration, when it sets
         /// an interval, takes precedence.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
@@ -203,6 +215,9 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             spool_max_bytes,
             keepalive,
             access,
+            cpu_budget_millicores,
+            memory_budget_mib,
+            nice,
         } => {
             let Access {
                 enrollment_secret_file,
@@ -221,6 +236,11 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     insecure_plaintext,
                 },
                 enrollment_secret_file,
+                budget: Budget {
+                    cpu_millicores: cpu_budget_millicores,
+                    memory_bytes: memory_budget_mib.saturating_mul(1024 * 1024),
+                },
+                nice,
                 collector,
                 interval: Duration::from_secs(interval),
                 once,

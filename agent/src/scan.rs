@@ -112,6 +112,8 @@ pub struct Scanner {
     pub package_dirs: Arc<Vec<std::path::PathBuf>>,
     /// Container runtime socket to use instead of discovering one.
     pub runtime_socket: Option<std::path::PathBuf>,
+    /// Paces collectors to the agent's CPU budget (none for one-shot scans).
+    pub governor: Option<Arc<crate::budget::Governor>>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -142,10 +144,17 @@ impl Scanner {
             redactor: Arc::new(redactor),
             package_dirs: Arc::default(),
             runtime_socket: None,
+            governor: None,
         })
     }
 
     /// Uses this container runtime socket instead of discovering one.
+    /// Paces every collector to `governor`'s CPU budget.
+    pub fn with_governor(mut self, governor: Arc<crate::budget::Governor>) -> Self {
+        self.governor = Some(governor);
+        self
+    }
+
     pub fn with_runtime_socket(mut self, socket: Option<std::path::PathBuf>) -> Self {
         self.runtime_socket = socket;
         self
@@ -186,16 +195,21 @@ impl Scanner {
             .filter(|c| selection.includes(c.kind()))
             .map(|collector| {
                 let started = Instant::now();
+                let cpu = crate::budget::thread_cpu();
                 let result = collector
                     .collect(&ctx)
                     .map(|observations| unique_keys(collector.kind(), observations));
+                let elapsed = started.elapsed();
+                if let Some(governor) = &self.governor {
+                    governor.pace(crate::budget::thread_cpu().saturating_sub(cpu));
+                }
                 if let Err(error) = &result {
                     tracing::warn!(kind = collector.kind(), %error, "collector failed");
                 }
                 KindScan {
                     kind: collector.kind(),
                     result,
-                    elapsed: started.elapsed(),
+                    elapsed,
                 }
             })
             .collect();

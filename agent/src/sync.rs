@@ -27,6 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
+use crate::budget::{self, Budget, Governor};
 use crate::enroll::{self, CredentialFile, Transport};
 
 use crate::collectors;
@@ -83,7 +84,14 @@ pub struct RunOptions {
     pub transport: Transport,
     /// The enrollment secret, exchanged for a credential when the agent has none.
     pub enrollment_secret_file: Option<PathBuf>,
+    /// CPU and memory the agent may use.
+    pub budget: Budget,
+    /// Scheduling priority (`nice`) the agent lowers itself to.
+    pub nice: i32,
 }
+
+/// Time between the watchdog's checks of the agent's own CPU and memory use.
+const WATCHDOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// Why a run or one of its sessions stopped.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +189,10 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
     if let Some(path) = &options.enrollment_secret_file {
         enroll::enrollment_secret(path).map_err(SyncError::Config)?;
     }
+    if let Err(error) = budget::lower_priority(options.nice) {
+        tracing::warn!(%error, nice = options.nice, "cannot lower the agent's priority");
+    }
+    let governor = Arc::new(Governor::new(options.budget));
     let state = StateDir::open(&options.state_dir)?;
     let credentials = CredentialFile::new(state.path());
     let redactor = Redactor::new(state.redaction_key()?);
@@ -191,8 +203,10 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
     )
     .map_err(SyncError::Config)?
     .with_package_dirs(options.package_dirs.clone())
-    .with_runtime_socket(options.runtime_socket.clone());
+    .with_runtime_socket(options.runtime_socket.clone())
+    .with_governor(governor.clone());
     let scanner = Arc::new(scanner);
+    tokio::spawn(watchdog(governor.clone(), scanner.clone()));
     let own = Settings {
         interval: options.interval,
         selection: scanner.selection.clone(),
@@ -237,6 +251,7 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
         known_kinds: &known_kinds,
         settings: &settings,
         credentials: &credentials,
+        governor: &governor,
     };
     let mut backoff = BACKOFF_FIRST;
     loop {
@@ -279,6 +294,22 @@ pub async fn run(options: RunOptions) -> Result<(), SyncError> {
                 sleep(jittered).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
+        }
+    }
+}
+
+/// Checks the agent's own CPU and memory use every [`WATCHDOG_PERIOD`]: scans slow
+/// down while it is over its CPU budget, and caches are dropped while it is over its
+/// memory budget.
+async fn watchdog(governor: Arc<Governor>, scanner: Arc<Scanner>) {
+    let mut ticks = tokio::time::interval(WATCHDOG_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        governor.check();
+        if governor.over_memory() {
+            scanner.cache.clear();
         }
     }
 }
@@ -543,6 +574,7 @@ struct Link<'a> {
     /// Settings in force, watched by the scan loop.
     settings: &'a watch::Sender<Settings>,
     credentials: &'a CredentialFile,
+    governor: &'a Governor,
 }
 
 impl Link<'_> {
@@ -596,7 +628,7 @@ impl Link<'_> {
                 last_acked_seq: delivery.last_acked_seq,
                 delivery: Some(delivery.stats()),
                 cluster: self.identity.cluster.clone(),
-                health: None,
+                health: Some(self.governor.health()),
             }
         };
         send(&outbound, agent_message::Message::Hello(hello)).await?;
@@ -655,7 +687,7 @@ impl Link<'_> {
                             seq: delivery.last_acked_seq,
                             kinds: delivery.planned.checksums(),
                             delivery: Some(delivery.stats()),
-                            health: None,
+                            health: Some(self.governor.health()),
                         }
                     })
                 };
