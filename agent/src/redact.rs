@@ -91,6 +91,21 @@ impl Redactor {
         self.text_with_rule(value)
     }
 
+    /// Labels (of an image or container) with the values of secret-named labels and
+    /// secrets inside any value replaced.
+    pub fn labels(
+        &self,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        labels
+            .into_iter()
+            .map(|(name, value)| {
+                let (value, _) = self.env(&name, &value);
+                (name, value)
+            })
+            .collect()
+    }
+
     /// A command line with secret option values, `-pPASSWORD`-style arguments,
     /// `name=secret` pairs and secrets inside arguments replaced.
     pub fn args(&self, args: &[String]) -> Vec<String> {
@@ -161,7 +176,12 @@ impl Redactor {
     /// and redacted as arguments.
     pub fn command(&self, line: &str) -> String {
         let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-        self.args(&words).join(" ")
+        let redacted = self.args(&words);
+        // Nothing secret: the line as it was, spacing included.
+        if redacted == words {
+            return line.to_string();
+        }
+        redacted.join(" ")
     }
 
     /// Free text with secrets inside replaced.

@@ -41,7 +41,10 @@ impl Collector for ContainerCollector {
         }
         Ok(containers
             .into_iter()
-            .map(|container| Observation::new(container.id.clone(), Body::Container(container)))
+            .map(|mut container| {
+                container.labels = ctx.redactor.labels(std::mem::take(&mut container.labels));
+                Observation::new(container.id.clone(), Body::Container(container))
+            })
             .collect())
     }
 }

@@ -34,7 +34,10 @@ impl Collector for ImageCollector {
         }
         Ok(images
             .into_iter()
-            .map(|image| Observation::new(image.id.clone(), Body::Image(image)))
+            .map(|mut image| {
+                image.labels = ctx.redactor.labels(std::mem::take(&mut image.labels));
+                Observation::new(image.id.clone(), Body::Image(image))
+            })
             .collect())
     }
 }

@@ -20,7 +20,7 @@ impl Collector for ImageHistoryCollector {
                 docker.is_some_and(|d| d.images.iter().any(|i| i.inspect.id.as_deref() == Some(id)))
             };
             for image in inventory.images.iter().filter(|i| !in_docker(&i.image.id)) {
-                observations.extend(cri_history(image));
+                observations.extend(cri_history(image, &ctx.redactor));
             }
         }
         let Some(inventory) = docker else {
@@ -35,7 +35,7 @@ impl Collector for ImageHistoryCollector {
                 let body = ImageHistory {
                     image_id: image_id.to_string(),
                     index: index as u32,
-                    created_by: step.created_by.clone(),
+                    created_by: ctx.redactor.command(&step.created_by),
                     created: crate::rfc3339_secs(step.created),
                     size_bytes: step.size.max(0) as u64,
                     empty_layer: step.size == 0,
@@ -53,7 +53,11 @@ impl Collector for ImageHistoryCollector {
 }
 
 /// History from an OCI image config (`history`: created, created_by, empty_layer).
-fn cri_history(image: &crate::runtime::cri::CriImage) -> Vec<Observation> {
+/// `created_by` is redacted: build steps carry `ENV`, `ARG` and `RUN` lines.
+fn cri_history(
+    image: &crate::runtime::cri::CriImage,
+    redactor: &crate::redact::Redactor,
+) -> Vec<Observation> {
     let image_id = &image.image.id;
     let steps = image
         .config
@@ -75,7 +79,7 @@ fn cri_history(image: &crate::runtime::cri::CriImage) -> Vec<Observation> {
             let body = ImageHistory {
                 image_id: image_id.clone(),
                 index: index as u32,
-                created_by: text("created_by"),
+                created_by: redactor.command(&text("created_by")),
                 created: text("created"),
                 // OCI configs do not record layer sizes.
                 size_bytes: 0,
