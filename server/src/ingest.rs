@@ -723,15 +723,18 @@ pub fn prepare_batch_within(
                     record.fingerprint.len()
                 )));
             }
-            let fields = serde_json::to_value(Fields(&body))
+            let fields = serde_json::to_string(&Fields(&body))
                 .map_err(|error| invalid(format!("{kind} record {:?}: {error}", record.key)))?;
-            if let Some((field, len)) = longest_string_over(&fields, limits.max_string_bytes) {
+            // No string is longer than the whole encoding: look closer only then.
+            if fields.len() > limits.max_string_bytes
+                && let Ok(value) = serde_json::from_str::<serde_json::Value>(&fields)
+                && let Some((field, len)) = longest_string_over(&value, limits.max_string_bytes)
+            {
                 return Err(Status::resource_exhausted(format!(
                     "batch {seq}: {kind} record {:?} field {field:?} is {len} bytes, more than the limit of {}",
                     record.key, limits.max_string_bytes
                 )));
             }
-            let fields = fields.to_string();
             upserts.push(TaggedRecord {
                 key: record.key,
                 fingerprint: record.fingerprint,
