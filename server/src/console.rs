@@ -87,7 +87,7 @@ pub enum Decision {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmSetting {
-    /// `http://` URL the alarm is POSTed to as JSON.
+    /// `https://` (or `http://`) URL the alarm is POSTed to as JSON.
     pub webhook: String,
     /// Record kind that raises the alarm.
     pub kind: String,
@@ -150,9 +150,9 @@ pub fn validate(kind: &str, fields: &serde_json::Value) -> Result<(), String> {
         "alarm_setting" => {
             let alarm: AlarmSetting = parse(kind, fields)?;
             asset_kind("alarm_setting", &alarm.kind)?;
-            if !alarm.webhook.starts_with("http://") {
+            if !alarm.webhook.starts_with("https://") && !alarm.webhook.starts_with("http://") {
                 return Err(format!(
-                    "alarm_setting: webhook {:?} must be an http:// URL",
+                    "alarm_setting: webhook {:?} must be an https:// or http:// URL",
                     alarm.webhook
                 ));
             }
@@ -276,7 +276,7 @@ mod tests {
             (
                 "alarm_setting",
                 json!({"webhook": "ftp://x", "kind": "listening_port"}),
-                "http://",
+                "https:// or http://",
             ),
             (
                 "file_decision",

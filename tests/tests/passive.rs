@@ -338,14 +338,23 @@ fn the_agent_runs_at_low_priority_and_reports_its_budget() -> Result<()> {
         &log,
         &["--memory-budget-mib", "1", "--cpu-budget-millicores", "100"],
     )?;
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.pid()))?;
-    let nice: i64 = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.split_whitespace().nth(16))
-        .and_then(|n| n.parse().ok())
-        .context("nice in /proc/PID/stat")?;
-    assert_eq!(nice, 10, "{stat}");
+    // The agent lowers its own priority as it starts.
+    let stat_path = format!("/proc/{}/stat", agent.pid());
+    let nice = |stat: &str| -> Option<i64> {
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(16))
+            .and_then(|n| n.parse().ok())
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "the agent to run at nice 10",
+        || {
+            let stat = std::fs::read_to_string(&stat_path)?;
+            Ok((nice(&stat) == Some(10)).then_some(()))
+        },
+    )
+    .with_context(|| std::fs::read_to_string(&stat_path).unwrap_or_default())?;
 
     let health = wait_for(Duration::from_secs(60), "the over-budget report", || {
         let nodes = collector.api.get("/api/v1/nodes")?;
