@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     if let Some(agent_message::Message::Batch(batch)) = message.message {
         let kinds = batch.kinds.len();
         if let Ok(prepared) = ingest::prepare_batch("node-1", batch, jiff::Timestamp::UNIX_EPOCH) {
-            assert_eq!(prepared.kinds.len(), kinds, "every kind of an accepted batch is kept");
+            assert_eq!(
+                prepared.kinds.len(),
+                kinds,
+                "every kind of an accepted batch is kept"
+            );
         }
     }
 });

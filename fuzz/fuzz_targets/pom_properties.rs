@@ -1,10 +1,10 @@
 //! META-INF/maven/**/pom.properties of Java archives (Java properties syntax).
 #![no_main]
 use census_agent::parse::java_properties;
-use census_fuzz::{assert_skipped_lines_exist, text};
+use census_fuzz::{assert_skipped_within, java_lines, text};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = text(data);
-    assert_skipped_lines_exist(&text, &java_properties::parse(&text).skipped);
+    assert_skipped_within(java_lines(&text), &java_properties::parse(&text).skipped);
 });
