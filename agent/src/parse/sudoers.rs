@@ -41,6 +41,7 @@ pub struct Sudoers {
 /// `Runas_Alias`, `Host_Alias` and `Cmnd_Alias` definitions are ignored.
 pub fn parse(text: &str) -> Sudoers {
     let mut sudoers = Sudoers::default();
+    let mut rule_budget = MAX_RULE_TEXT;
     let mut lines = numbered_lines(text);
     while let Some((number, first)) = lines.next() {
         let trimmed = first.trim();
@@ -62,7 +63,7 @@ pub fn parse(text: &str) -> Sudoers {
             }
         }
         logical.push_str(current);
-        if let Err(reason) = sudoers.add(number, logical.trim()) {
+        if let Err(reason) = sudoers.add(number, logical.trim(), &mut rule_budget) {
             sudoers.skipped.push(Skipped {
                 line: number,
                 reason,
@@ -74,9 +75,15 @@ pub fn parse(text: &str) -> Sudoers {
 
 const IGNORED_ALIASES: [&str; 4] = ["Runas_Alias", "Host_Alias", "Cmnd_Alias", "Cmd_Alias"];
 
+/// Bytes of rule text kept for one file, counting the copy each principal gets: a
+/// long user list on a long rule would otherwise multiply the file's size in memory
+/// (a 40 KB line took a gigabyte). Real files hold a few kilobytes of rules.
+const MAX_RULE_TEXT: usize = 16 * 1024 * 1024;
+
 impl Sudoers {
-    /// Records one logical (continuations joined, trimmed, non-comment) line.
-    fn add(&mut self, line: usize, text: &str) -> Result<(), String> {
+    /// Records one logical (continuations joined, trimmed, non-comment) line; its
+    /// rules are refused when they would take more than what is left of `rule_budget`.
+    fn add(&mut self, line: usize, text: &str, rule_budget: &mut usize) -> Result<(), String> {
         if let Some((directory, rest)) = include_directive(text) {
             let path = include_path(rest).ok_or("include directive without a path")?;
             self.includes.push(Include {
@@ -98,7 +105,16 @@ impl Sudoers {
             return Ok(());
         }
         let rule = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        for principal in user_list(text)? {
+        let principals = user_list(text)?;
+        let copies = principals.len().saturating_mul(rule.len());
+        if copies > *rule_budget {
+            return Err(format!(
+                "rule for {} principals would take more than the {MAX_RULE_TEXT} bytes of rules kept per file",
+                principals.len()
+            ));
+        }
+        *rule_budget -= copies;
+        for principal in principals {
             self.rules.push(SudoRule {
                 line,
                 principal,
@@ -487,6 +503,28 @@ bob ALL=(ALL) \\
             ]
         );
         assert!(sudoers.user_aliases.is_empty());
+    }
+
+    #[test]
+    fn long_user_lists_on_long_rules_stay_within_the_rule_budget() {
+        // Found by scaling the fuzz inputs: the rule is kept once per principal, so
+        // memory grew with the square of the line's length.
+        let principals = 8_000;
+        let mut text = "a,".repeat(principals - 1);
+        text.push_str("b ALL=(ALL) /bin/");
+        text.push_str(&"x".repeat(MAX_RULE_TEXT / principals));
+        text.push_str("\n%sudo ALL=(ALL:ALL) ALL\n");
+        let sudoers = parse(&text);
+        assert_eq!(rules(&sudoers), [(2, "%sudo", "%sudo ALL=(ALL:ALL) ALL")]);
+        assert_eq!(sudoers.skipped.len(), 1);
+        assert_eq!(sudoers.skipped[0].line, 1);
+        assert!(
+            sudoers.skipped[0]
+                .reason
+                .starts_with("rule for 8000 principals would take more than"),
+            "{}",
+            sudoers.skipped[0].reason
+        );
     }
 
     #[test]
