@@ -14,6 +14,8 @@ use tokio::sync::watch;
 
 /// Longest a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest an HTTPS client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The collector's certificate, key and, for mutual TLS, the CA of agent certificates.
 #[derive(Debug, Clone)]
@@ -129,6 +131,8 @@ pub async fn serve_https(
             };
             let service = hyper_util::service::TowerToHyperService::new(router);
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %error, "https connection ended");
