@@ -629,7 +629,8 @@ fn health_json(health: &AgentHealth) -> serde_json::Value {
     })
 }
 
-fn validate_hello(hello: Hello) -> Result<NodeHello, Status> {
+/// Checks the first message of a stream: the node it names.
+pub fn validate_hello(hello: Hello) -> Result<NodeHello, Status> {
     if hello.node_id.is_empty() {
         return Err(Status::invalid_argument("hello has an empty node_id"));
     }
