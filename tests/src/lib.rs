@@ -493,6 +493,35 @@ pub fn authorized<T>(message: T, credential: &str) -> tonic::Request<T> {
     request
 }
 
+/// A Docker image a test made (by its tag), removed when dropped.
+#[derive(Debug)]
+pub struct ImageGuard(pub String);
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Builds the Dockerfile in `context` as `tag` with the classic builder (nothing is
+/// pulled); returns the guard that removes the image and the image id.
+pub fn docker_build(context: &Path, tag: &str) -> Result<(ImageGuard, String)> {
+    let output = Command::new("docker")
+        .args(["build", "-q", "-t", tag])
+        .arg(context)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .context("cannot run docker build (the test needs a running Docker Engine)")?;
+    if !output.status.success() {
+        bail!(
+            "docker build failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let id = String::from_utf8(output.stdout)?.trim().to_string();
+    Ok((ImageGuard(tag.to_string()), id))
+}
+
 /// A unique node id for one test, so tests sharing a host never collide.
 pub fn node_id(test: &str) -> String {
     format!(

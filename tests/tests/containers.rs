@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use census_tests::{
-    Collector, Running, binary, command_output, node_id, run_measured, scan_json, wait_for,
+    Collector, ImageGuard, Running, binary, command_output, docker_build, node_id, run_measured,
+    scan_json, wait_for,
 };
 use serde_json::Value;
 
@@ -21,14 +22,6 @@ fn unique(name: &str) -> String {
 }
 
 /// Removes an image when dropped.
-struct ImageGuard(String);
-
-impl Drop for ImageGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-    }
-}
-
 /// A `FROM scratch` image holding Debian's busybox-static, with labels and a few
 /// metadata-only steps.
 fn busybox_image() -> Result<(ImageGuard, String)> {
@@ -49,19 +42,7 @@ fn busybox_image() -> Result<(ImageGuard, String)> {
              ENV PATH=/bin\nCMD [\"/bin/busybox\", \"sleep\", \"600\"]\n"
         ),
     )?;
-    let output = Command::new("docker")
-        .args(["build", "-q", "-t", &tag])
-        .arg(dir.path())
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .context("cannot run docker build")?;
-    ensure!(
-        output.status.success(),
-        "docker build failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let id = String::from_utf8(output.stdout)?.trim().to_string();
-    Ok((ImageGuard(tag.clone()), id))
+    docker_build(dir.path(), &tag)
 }
 
 fn docker_json(args: &[&str]) -> Result<Value> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use census_tests::{
-    ADMIN_TOKEN, Api, Collector, ENROLLMENT_SECRET, Running, SYNTHETIC_KINDS, SyntheticHost,
-    binary, command_output, node_id, triple, wait_for,
+    ADMIN_TOKEN, Api, Collector, ENROLLMENT_SECRET, ImageGuard, Running, SYNTHETIC_KINDS,
+    SyntheticHost, binary, command_output, docker_build, node_id, triple, wait_for,
 };
 
 /// The collector's live records of the node, every page.
@@ -290,7 +290,8 @@ struct Cut {
     network: String,
     collector: String,
     agent: String,
-    image: String,
+    /// Removed once the containers and network are (fields drop after `drop`).
+    image: ImageGuard,
     api: Api,
 }
 
@@ -307,17 +308,7 @@ impl Cut {
             context.path().join("Dockerfile"),
             format!("FROM scratch\nLABEL org.census.build={tag}\nCOPY README /README\n"),
         )?;
-        let build = Command::new("docker")
-            .args(["build", "-q", "-t", &image])
-            .arg(context.path())
-            .env("DOCKER_BUILDKIT", "0")
-            .output()
-            .context("cannot run docker build (the test needs a running Docker Engine)")?;
-        ensure!(
-            build.status.success(),
-            "docker build failed: {}",
-            String::from_utf8_lossy(&build.stderr)
-        );
+        let (image, _) = docker_build(context.path(), &image)?;
         let cut = Cut {
             network: format!("census-cut-{tag}"),
             collector: format!("census-cut-{tag}-collector"),
@@ -348,7 +339,7 @@ impl Cut {
         for (host, container, mode) in mounts {
             run.args(["-v", &format!("{}:{container}:{mode}", host.display())]);
         }
-        let output = run.arg(&self.image).args(command).output()?;
+        let output = run.arg(&self.image.0).args(command).output()?;
         ensure!(
             output.status.success(),
             "docker run {name} failed: {}",
@@ -470,9 +461,7 @@ impl Drop for Cut {
         let _ = Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &self.image])
-            .output();
+        // The image goes after this, with the `image` field.
     }
 }
 

@@ -4,7 +4,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use census_tests::{Collector, Running, SyntheticHost, binary, command_output, node_id, wait_for};
+use census_tests::{
+    Collector, ImageGuard, Running, SyntheticHost, binary, docker_build, node_id, wait_for,
+};
 use serde_json::Value;
 
 /// Every record the collector holds for `node`, all kinds, as the API serves them.
@@ -113,55 +115,29 @@ fn the_agent_connects_only_to_its_collector() -> Result<()> {
     Ok(())
 }
 
-/// A Docker image holding secrets in its layers, configuration and history.
-struct PlantedImage {
-    tag: String,
-}
-
-impl PlantedImage {
-    fn build(secrets: &Secrets) -> Result<Self> {
-        let tag = format!("census-planted-{}:1", std::process::id());
-        let context = tempfile::tempdir()?;
-        let app = context.path().join("app");
-        std::fs::create_dir_all(app.join("node_modules/leaky"))?;
-        std::fs::write(app.join(".env"), format!("DB_PASSWORD={}\n", secrets.file))?;
-        std::fs::write(
-            app.join("node_modules/leaky/package.json"),
-            format!(
-                r#"{{"name": "leaky", "version": "1.0.0", "homepage": "https://deploy:{}@git.example.com/leaky"}}"#,
-                secrets.url
-            ),
-        )?;
-        std::fs::write(
-            context.path().join("Dockerfile"),
-            format!(
-                "FROM scratch\nLABEL org.census.test=planted deploy.password={}\nENV API_TOKEN={}\nCOPY app/ /app/\n",
-                secrets.label, secrets.image_env
-            ),
-        )?;
-        let build = Command::new("docker")
-            .args(["build", "-q", "-t", &tag])
-            .arg(context.path())
-            .env("DOCKER_BUILDKIT", "0")
-            .output()
-            .context("cannot run docker build (the test needs a running Docker Engine)")?;
-        ensure!(
-            build.status.success(),
-            "docker build failed: {}",
-            String::from_utf8_lossy(&build.stderr)
-        );
-        Ok(PlantedImage { tag })
-    }
-}
-
-impl Drop for PlantedImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &self.tag])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+/// A Docker image holding secrets in its layers, configuration and history; its
+/// guard and id.
+fn planted_image(secrets: &Secrets) -> Result<(ImageGuard, String)> {
+    let tag = format!("census-planted-{}:1", std::process::id());
+    let context = tempfile::tempdir()?;
+    let app = context.path().join("app");
+    std::fs::create_dir_all(app.join("node_modules/leaky"))?;
+    std::fs::write(app.join(".env"), format!("DB_PASSWORD={}\n", secrets.file))?;
+    std::fs::write(
+        app.join("node_modules/leaky/package.json"),
+        format!(
+            r#"{{"name": "leaky", "version": "1.0.0", "homepage": "https://deploy:{}@git.example.com/leaky"}}"#,
+            secrets.url
+        ),
+    )?;
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM scratch\nLABEL org.census.test=planted deploy.password={}\nENV API_TOKEN={}\nCOPY app/ /app/\n",
+            secrets.label, secrets.image_env
+        ),
+    )?;
+    docker_build(context.path(), &tag)
 }
 
 /// Distinct random secrets, one per place they are planted.
@@ -208,7 +184,7 @@ impl Secrets {
 #[test]
 fn planted_secrets_never_reach_the_collector() -> Result<()> {
     let secrets = Secrets::new();
-    let image = PlantedImage::build(&secrets)?;
+    let (_image, image_id) = planted_image(&secrets)?;
     let collector = Collector::start()?;
     let node = node_id("planted");
     let dir = tempfile::tempdir()?;
@@ -272,7 +248,6 @@ fn planted_secrets_never_reach_the_collector() -> Result<()> {
         !env.is_empty(),
         "the planted environment variable was not collected"
     );
-    let image_id = command_output("docker", &["image", "inspect", "-f", "{{.Id}}", &image.tag])?;
     let history = collector.api.records_where(&format!(
         "node={node}&kind=image_history&q={}&limit=100",
         image_id.trim()

@@ -295,6 +295,19 @@ fn backup_to(connection: &Connection, to: &std::path::Path) -> Result<(), StoreE
     Ok(())
 }
 
+/// [`terminated`] for a node by its stored cluster (none when it never said Hello).
+fn known_node_terminated(connection: &Connection, node: &str) -> Result<(), StoreError> {
+    let cluster: Option<String> = connection
+        .query_row(
+            "SELECT cluster FROM nodes WHERE node_id = ?1",
+            [node],
+            |row| row.get(0),
+        )
+        .optional()?
+        .flatten();
+    terminated(connection, node, cluster.as_deref())
+}
+
 /// Refuses a node whose hosting service (or cluster) was terminated.
 fn terminated(
     connection: &Connection,
@@ -625,16 +638,8 @@ impl Store for SqliteStore {
     ) -> Result<BTreeMap<String, census_proto::KindDigest>, StoreError> {
         let connection = self.reader();
         let transaction = connection.unchecked_transaction()?;
-        let cluster: Option<String> = transaction
-            .query_row(
-                "SELECT cluster FROM nodes WHERE node_id = ?1",
-                [node_id],
-                |row| row.get(0),
-            )
-            .optional()?
-            .flatten();
         // A terminated node is never asked to resend what was archived.
-        terminated(&transaction, node_id, cluster.as_deref())?;
+        known_node_terminated(&transaction, node_id)?;
         let mut digests = BTreeMap::new();
         let mut statement = transaction.prepare_cached(
             "SELECT key, fingerprint FROM records
@@ -739,15 +744,7 @@ impl Store for SqliteStore {
 
     fn enroll(&self, credential: &NewCredential, now: Timestamp) -> Result<(), StoreError> {
         let connection = self.writer();
-        let cluster: Option<String> = connection
-            .query_row(
-                "SELECT cluster FROM nodes WHERE node_id = ?1",
-                [&credential.node_id],
-                |row| row.get(0),
-            )
-            .optional()?
-            .flatten();
-        terminated(&connection, &credential.node_id, cluster.as_deref())?;
+        known_node_terminated(&connection, &credential.node_id)?;
         auth::enroll(&connection, credential, now)
     }
 
